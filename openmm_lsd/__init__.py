@@ -1,0 +1,26 @@
+"""openmm-lsd: Langevin Speculative Dynamics for OpenMM.
+
+A cheap draft System proposes Langevin steps, an expensive target System
+verifies them in parallel, and a reflection-maximal coupling keeps the accepted
+trajectory's law exactly that of the serial target run (see DESIGN.md).
+"""
+
+from .controller import Statistics, stepNoise
+from .coupling import acceptanceProbability, couple
+from .integrators import LeapfrogLangevinIntegrator
+from .simulation import SpeculativeSimulation
+from .verifiers import InProcessVerifier, Verifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SpeculativeSimulation",
+    "LeapfrogLangevinIntegrator",
+    "Statistics",
+    "Verifier",
+    "InProcessVerifier",
+    "acceptanceProbability",
+    "couple",
+    "stepNoise",
+    "__version__",
+]

@@ -1,0 +1,127 @@
+"""Checks that a draft System can stand in for a target System, and the replay System.
+
+Everything here runs before any Context is created, so bad input is refused
+before work starts (DESIGN.md section 8).
+"""
+
+import math
+import xml.etree.ElementTree as ElementTree
+
+import openmm
+
+# Forces whose action on the state is random: the law of a run that contains one is
+# not the law of section 2, so they are refused until supported.
+_STOCHASTIC_FORCES = (
+    "MonteCarloBarostat",
+    "MonteCarloAnisotropicBarostat",
+    "MonteCarloMembraneBarostat",
+    "MonteCarloFlexibleBarostat",
+    "AndersenThermostat",
+)
+
+
+def _force_names(system):
+    return [type(system.getForce(i)).__name__ for i in range(system.getNumForces())]
+
+
+def cmMotionFrequency(system):
+    """Frequency of the System's CMMotionRemover, or None.  More than one is refused."""
+    freqs = [f.getFrequency() for f in system.getForces() if isinstance(f, openmm.CMMotionRemover)]
+    if len(freqs) > 1:
+        raise ValueError(f"System has {len(freqs)} CMMotionRemovers; at most one is supported")
+    return freqs[0] if freqs else None
+
+
+def _constraints(system):
+    out = {}
+    for k in range(system.getNumConstraints()):
+        i, j, d = system.getConstraintParameters(k)
+        out[(min(i, j), max(i, j))] = d.value_in_unit(openmm.unit.nanometer) if openmm.unit.is_quantity(d) else d
+    return out
+
+
+def checkSystems(target, draft):
+    """Raise ValueError naming the first way in which ``draft`` cannot draft for ``target``.
+
+    Checked: particle count, masses, constraints, virtual sites, periodicity and
+    box, CMMotionRemover frequency, stochastic forces in either System.
+    """
+    for label, system in (("target", target), ("draft", draft)):
+        if not isinstance(system, openmm.System):
+            raise TypeError(f"{label} System must be an openmm.System, got {type(system).__name__}")
+        for name in _force_names(system):
+            if name in _STOCHASTIC_FORCES:
+                raise ValueError(
+                    f"{label} System contains a {name}: stochastic forces (barostats, AndersenThermostat) "
+                    "change the law of the run and are not supported by speculative dynamics yet; remove it"
+                )
+    n = target.getNumParticles()
+    if draft.getNumParticles() != n:
+        raise ValueError(f"draft System has {draft.getNumParticles()} particles, target has {n}")
+    if n == 0:
+        raise ValueError("target System has no particles")
+    for i in range(n):
+        mt = target.getParticleMass(i).value_in_unit(openmm.unit.dalton)
+        md = draft.getParticleMass(i).value_in_unit(openmm.unit.dalton)
+        if not math.isclose(mt, md, rel_tol=1e-12, abs_tol=0.0):
+            raise ValueError(f"particle {i} has mass {md} Da in the draft System and {mt} Da in the target")
+        vt, vd = target.isVirtualSite(i), draft.isVirtualSite(i)
+        if vt != vd:
+            which = "target" if vt else "draft"
+            raise ValueError(f"particle {i} is a virtual site in the {which} System only")
+        if vt and type(target.getVirtualSite(i)).__name__ != type(draft.getVirtualSite(i)).__name__:
+            raise ValueError(f"particle {i} is a different kind of virtual site in the draft and target Systems")
+    if all(target.getParticleMass(i).value_in_unit(openmm.unit.dalton) == 0 for i in range(n)):
+        raise ValueError("every particle of the target System is massless: nothing to integrate")
+    ct, cd = _constraints(target), _constraints(draft)
+    if set(ct) != set(cd):
+        only_t = sorted(set(ct) - set(cd))[:3]
+        only_d = sorted(set(cd) - set(ct))[:3]
+        raise ValueError(
+            f"draft System has {len(cd)} constraints, target has {len(ct)}, and they differ "
+            f"(only in target: {only_t}, only in draft: {only_d}); the draft must carry exactly the target's constraints"
+        )
+    for pair, d in ct.items():
+        if not math.isclose(d, cd[pair], rel_tol=1e-9, abs_tol=1e-12):
+            raise ValueError(f"constraint {pair} has length {cd[pair]} nm in the draft and {d} nm in the target")
+    if target.usesPeriodicBoundaryConditions() != draft.usesPeriodicBoundaryConditions():
+        raise ValueError(
+            "target System %s periodic boundary conditions and the draft System %s"
+            % ("uses" if target.usesPeriodicBoundaryConditions() else "does not use",
+               "does" if draft.usesPeriodicBoundaryConditions() else "does not")
+        )
+    ft, fd = cmMotionFrequency(target), cmMotionFrequency(draft)
+    if ft != fd:
+        raise ValueError(
+            f"target System's CMMotionRemover frequency is {ft} and the draft's is {fd}: the draft must remove "
+            "centre-of-mass motion exactly as the target does (openmm-ml's createSystem adds a CMMotionRemover "
+            "with frequency 1); add or remove one in the draft System to match"
+        )
+
+
+def replaySystem(target, draft):
+    """A force-free copy of the target's particles, constraints, virtual sites and CMMotionRemover.
+
+    Built from the XML of whichever System serializes (the draft first, which is
+    usually classical) with every force but the CMMotionRemover removed *before*
+    deserialization, so no pickled callable of a ``PythonForce`` is ever loaded.
+    checkSystems() has made sure both Systems agree on everything kept.
+    """
+    errors = []
+    for system in (draft, target):
+        try:
+            xml = openmm.XmlSerializer.serialize(system)
+        except Exception as exc:  # a PythonForce whose callable does not pickle
+            errors.append(str(exc))
+            continue
+        root = ElementTree.fromstring(xml)
+        forces = root.find("Forces")
+        if forces is not None:
+            for force in list(forces):
+                if force.get("type") != "CMMotionRemover":
+                    forces.remove(force)
+        return openmm.XmlSerializer.deserialize(ElementTree.tostring(root, encoding="unicode"))
+    raise ValueError(
+        "neither the draft nor the target System can be serialized to XML, which is needed to copy their "
+        "constraints and virtual sites: " + "; ".join(errors)
+    )

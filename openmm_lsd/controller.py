@@ -1,0 +1,412 @@
+"""The speculative loop: draft, verify, accept or reflect, restart.
+
+One object holds the explicit state of a run (DESIGN.md sections 3-5, 9):
+
+* the accepted target state (x_t, v^t_t) at global step t, mirrored in a
+  force-free *replay* Context that carries the target's constraints, virtual
+  sites and CMMotionRemover, so that the target step is finished by OpenMM's
+  own constraint algorithms;
+* the draft Context, at step ``draftStep >= t``, with one record per drafted
+  step j > t (its noise xi_j, acceptance uniform U_j, x_pre^d and x_j^d);
+* the verifier, which holds drafted positions under keys ``(epoch, index)``;
+  the epoch changes at each restart, so results for discarded drafts are
+  recognised and dropped;
+* the draft correction's inputs: dF_s = F_t(x_s) - F_d(x_s) at accepted s.
+
+Each global step j is decided exactly once with its own xi_j and U_j, drawn
+from a generator keyed by (seed, j).  The draft is resynchronised only at
+rejections (and when the user sets a new state), so the trajectory is a
+function of the seed alone, whatever the window, the verifiers or their timing.
+"""
+
+import logging
+import math
+import time
+
+import numpy as np
+import openmm
+
+from .coupling import acceptanceProbability, couple
+
+logger = logging.getLogger(__name__)
+
+_CONTROLS = (None, "accept_always", "draft_velocity", "resample_at_draft_mean", "wrong_sigma")
+
+
+def stepNoise(seed, step, numParticles):
+    """The draft noise xi_step ~ N(0, I) (shape (N, 3)) and log U_step of one global step.
+
+    Drawn from numpy's PCG64 seeded with the SeedSequence of (seed, step), so a
+    step's randomness does not depend on how many steps were drafted before it
+    (DESIGN.md section 9).  U lies in (0, 1], so log U is finite.
+    """
+    rng = np.random.default_rng([seed, step])
+    xi = rng.standard_normal((numParticles, 3))
+    logU = math.log(1.0 - rng.random())
+    return xi, logU, rng
+
+
+class Statistics:
+    """Counters of a speculative run.
+
+    Attributes
+    ----------
+    accepted, rejected, fallbacks : int
+        Verified steps whose draft proposal was accepted, reflected, or replaced by
+        a serial target step because the draft failed (NaN, constraint failure).
+    rounds : int
+        Completed rounds: a round ends at the first rejection or after ``window``
+        consecutive acceptances (DESIGN.md section 7).
+    draftSteps : int
+        Draft steps taken, discarded ones included.
+    targetEvaluations : int
+        Target force evaluations, discarded ones included.
+    expectedAcceptance : float
+        Sum over verified steps of the exact acceptance probability 2 Phi(-|m|/2).
+    """
+
+    def __init__(self, window):
+        self.window = window
+        self.accepted = 0
+        self.rejected = 0
+        self.fallbacks = 0
+        self.rounds = 0
+        self.draftSteps = 0
+        self.targetEvaluations = 0
+        self.expectedAcceptance = 0.0
+        self.attemptsByPosition = [0] * window
+        self.acceptsByPosition = [0] * window
+        self._roundPosition = 0
+        self.draftSeconds = 0.0
+        self.verifySeconds = 0.0
+
+    @property
+    def steps(self):
+        """Verified steps."""
+        return self.accepted + self.rejected + self.fallbacks
+
+    @property
+    def acceptanceRate(self):
+        """Fraction of verified steps whose draft proposal was accepted."""
+        return self.accepted / self.steps if self.steps else float("nan")
+
+    @property
+    def acceptanceByPosition(self):
+        """Acceptance rate at window position 0, 1, ... (NaN where never attempted)."""
+        return [a / n if n else float("nan") for a, n in zip(self.acceptsByPosition, self.attemptsByPosition)]
+
+    @property
+    def stepsPerRound(self):
+        """Verified steps per round, counting an unfinished round as one."""
+        rounds = self.rounds + (1 if self._roundPosition else 0)
+        return self.steps / rounds if rounds else float("nan")
+
+    def _record(self, accepted, fallback=False):
+        k = self._roundPosition
+        self.attemptsByPosition[k] += 1
+        if accepted:
+            self.accepted += 1
+            self.acceptsByPosition[k] += 1
+            self._roundPosition += 1
+            if self._roundPosition == self.window:
+                self.rounds += 1
+                self._roundPosition = 0
+        else:
+            if fallback:
+                self.fallbacks += 1
+            else:
+                self.rejected += 1
+            self.rounds += 1
+            self._roundPosition = 0
+
+    def asDict(self):
+        """The statistics as plain Python numbers (for JSON)."""
+        return {
+            "steps": self.steps,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "fallbacks": self.fallbacks,
+            "rounds": self.rounds,
+            "draftSteps": self.draftSteps,
+            "targetEvaluations": self.targetEvaluations,
+            "acceptanceRate": self.acceptanceRate,
+            "expectedAcceptanceRate": self.expectedAcceptance / self.steps if self.steps else float("nan"),
+            "acceptanceByPosition": self.acceptanceByPosition,
+            "stepsPerRound": self.stepsPerRound,
+            "window": self.window,
+        }
+
+    def __repr__(self):
+        return (f"Statistics(steps={self.steps}, accepted={self.accepted}, rejected={self.rejected}, "
+                f"fallbacks={self.fallbacks}, rounds={self.rounds}, stepsPerRound={self.stepsPerRound:.3f})")
+
+
+class _Draft:
+    """What the controller keeps of one drafted step j."""
+
+    __slots__ = ("xi", "logU", "rng", "xpre", "positions", "fd", "velocities", "failed")
+
+
+class SpeculativeController:
+    """The speculative loop over a draft Context, a replay Context and a verifier.
+
+    Parameters
+    ----------
+    coeffs : integrators._Coefficients
+        Scheme, temperature, friction and step size.
+    draftContext : openmm.Context
+        Context on the draft System with ``integrators.draftIntegrator(coeffs)``.
+    replayContext : openmm.Context
+        Context on the replay System with ``integrators.replayIntegrator(coeffs)``.
+    verifier : verifiers.Verifier
+        Evaluates target forces.
+    window : int
+        Maximum number of drafted steps ahead of the verified frontier.
+    correction : object
+        A draft correction from :mod:`openmm_lsd.corrections`.
+    seed : int
+        Keys the per-step noise.
+    control : str or None
+        Test-only negative controls (deliberately wrong variants); never a user option.
+    """
+
+    def __init__(self, coeffs, draftContext, replayContext, verifier, window, correction, seed, control=None):
+        if control not in _CONTROLS:
+            raise ValueError(f"unknown control {control!r}")
+        self.coeffs = coeffs
+        self.draftContext = draftContext
+        self.draftIntegrator = draftContext.getIntegrator()
+        self.replayContext = replayContext
+        self.replayIntegrator = replayContext.getIntegrator()
+        self._mean = self.replayIntegrator.getIntegrator(0)
+        self._finish = self.replayIntegrator.getIntegrator(1)
+        self.verifier = verifier
+        self.window = window
+        self.correction = correction
+        self.seed = seed
+        self.control = control
+        system = replayContext.getSystem()
+        self.numParticles = system.getNumParticles()
+        masses = np.array([system.getParticleMass(i)._value for i in range(self.numParticles)])
+        self.massive = masses > 0
+        sigma = np.zeros(self.numParticles)
+        sigma[self.massive] = coeffs.sigmaFactor() * np.sqrt(coeffs.kT / masses[self.massive])
+        self.sigma = sigma[:, None]
+        self._sigmaMassive = sigma[self.massive][:, None]
+        # mu = x + meanFactor * v, with v the Context's velocity after phase A.
+        self._meanFactor = 0.5 * coeffs.dt * (1 + coeffs.a) if coeffs.scheme == "LangevinMiddle" else coeffs.dt
+        self._constrained = system.getNumConstraints() > 0
+        self._xpreIndex = self._perDofIndex(self.draftIntegrator, "xpre")
+        self._fdIndex = self._perDofIndex(self.draftIntegrator, "fd")
+        self._correctionSet = None
+        self.draftIntegrator.setPerDofVariableByName("corr", np.zeros((self.numParticles, 3)))
+        self.statistics = Statistics(window)
+        self.epoch = 0
+        self.step = None
+
+    @staticmethod
+    def _perDofIndex(integrator, name):
+        for i in range(integrator.getNumPerDofVariables()):
+            if integrator.getPerDofVariableName(i) == name:
+                return i
+        raise KeyError(name)
+
+    # ---- state -------------------------------------------------------------------------
+
+    def reset(self, positions, velocities, step):
+        """Start a new accepted history at ``step`` from the given state (nm, nm/ps arrays)."""
+        self.step = int(step)
+        self.origin = self.step
+        self.positions = np.array(positions, dtype=np.float64)
+        self.velocities = np.array(velocities, dtype=np.float64)
+        self.differences = {}
+        self.replayContext.setPositions(self.positions)
+        self.replayContext.setVelocities(self.velocities)
+        self._restart()
+
+    def _restart(self):
+        """Discard every drafted step past the frontier and restart the draft from (x_t, v^t_t)."""
+        self.epoch += 1
+        epoch = self.epoch
+        self.verifier.cancel(lambda key: key[0] != epoch)
+        self.forces = {}
+        self.records = {}
+        self.draftFailed = False
+        self.draftStep = self.step
+        self.draftContext.setPositions(self.positions)
+        self.draftContext.setVelocities(self.velocities)
+        self.draftContext.setStepCount(self.step)
+        self._draftVelocities = {self.step: self.velocities}
+        self.submitted = self.step
+        self.verifier.submit((epoch, self.step), self.positions)
+
+    # ---- phases --------------------------------------------------------------------------
+
+    def _targetForce(self, index):
+        """F_t at the accepted position x_index (waits for the verifier)."""
+        if index not in self.forces:
+            forces = self.verifier.result((self.epoch, index))
+            if not np.all(np.isfinite(forces)):
+                bad = np.argsort(-np.nan_to_num(np.abs(forces).max(axis=1), nan=np.inf))[:5]
+                raise RuntimeError(
+                    f"target force is not finite at step {index} (atoms {bad.tolist()}); the run stops at the "
+                    f"last accepted step {self.step}"
+                )
+            self.forces[index] = forces
+        return self.forces[index]
+
+    def _ready(self, j):
+        """Whether drafting step j may start now (its correction's inputs are accepted history)."""
+        if self.draftFailed:
+            return False
+        s = self.correction.source(j, self.origin)
+        return s is None or s < self.step or (s == self.step == self.draftStep)
+
+    def _correctionFor(self, j):
+        s = self.correction.source(j, self.origin)
+        if s is not None and s not in self.differences:
+            # lag 0: the offset at the draft's own start x_{j-1}, which is the accepted frontier.
+            fd = np.asarray(self.draftContext.getState(getForces=True).getForces(asNumpy=True)._value)
+            self.differences[s] = self._targetForce(s) - fd
+        return self.correction.value(j, self.origin, self.differences)
+
+    def draft(self):
+        """Draft one step past ``draftStep`` and submit its position for verification."""
+        start = time.perf_counter()
+        j = self.draftStep + 1
+        record = _Draft()
+        record.xi, record.logU, record.rng = stepNoise(self.seed, j, self.numParticles)
+        corr = self._correctionFor(j)
+        if corr is not self._correctionSet:
+            self.draftIntegrator.setPerDofVariableByName(
+                "corr", np.zeros((self.numParticles, 3)) if corr is None else corr)
+            self._correctionSet = corr
+        self.draftIntegrator.setPerDofVariableByName("xi", record.xi)
+        record.failed = threw = False
+        record.positions = None
+        try:
+            self.draftIntegrator.step(1)
+        except openmm.OpenMMException as exc:
+            logger.debug("draft step %d failed: %s", j, exc)
+            record.failed = threw = True
+        if not record.failed:
+            state = self.draftContext.getState(getPositions=True, getVelocities=self.control == "draft_velocity")
+            record.positions = np.asarray(state.getPositions(asNumpy=True)._value)
+            if self._constrained:
+                record.xpre = np.asarray(self.draftIntegrator.getPerDofVariable(self._xpreIndex))
+            else:
+                record.xpre = record.positions
+            record.failed = not (np.all(np.isfinite(record.positions)) and np.all(np.isfinite(record.xpre)))
+            if self.control == "draft_velocity":
+                self._draftVelocities[j] = np.asarray(state.getVelocities(asNumpy=True)._value)
+        record.fd = None
+        lag = self.correction.lag or 0
+        if lag > 0 and self.correction.source(j + lag, self.origin) is not None:
+            # F_d(x_{j-1}), the draft half of dF_{j-1}, which drafting step j + lag will use.  A step that
+            # threw may not have reached the line that records it: then dF is NaN, the draft fails again
+            # there, and that step falls back to a serial target step, which is exact.
+            record.fd = (np.full((self.numParticles, 3), np.nan) if threw
+                         else np.asarray(self.draftIntegrator.getPerDofVariable(self._fdIndex)))
+        self.records[j] = record
+        self.draftStep = j
+        self.statistics.draftSteps += 1
+        if record.failed:
+            self.draftFailed = True
+        self.statistics.draftSeconds += time.perf_counter() - start
+
+    def _submitMore(self):
+        last = min(self.draftStep, self.step + self.window - 1)
+        while self.submitted < last and not self.records[self.submitted + 1].failed:
+            self.submitted += 1
+            self.verifier.submit((self.epoch, self.submitted), self.records[self.submitted].positions)
+
+    def verify(self):
+        """Decide step t + 1: accept the draft's x_pre, reflect it, or fall back to a serial step."""
+        j = self.step + 1
+        record = self.records[j]
+        forces = self._targetForce(j - 1)
+        start = time.perf_counter()
+        # Phase A: CMMotionRemover at step count j-1, then the target mean from the target velocity.
+        self.replayContext.setStepCount(j - 1)
+        if self.control == "draft_velocity":
+            self.replayContext.setVelocities(self._draftVelocities[j - 1])
+        self._mean.setPerDofVariableByName("ft", forces)
+        self.replayIntegrator.setCurrentIntegrator(0)
+        self.replayIntegrator.step(1)
+        v1 = np.asarray(self.replayContext.getState(getVelocities=True).getVelocities(asNumpy=True)._value)
+        muTarget = self.positions + self._meanFactor * v1
+        massive = self.massive
+        xi = record.xi[massive]
+        fallback = record.failed
+        if fallback:
+            accepted = False
+            xpre = muTarget + self.sigma * record.xi
+        else:
+            sig = self._sigmaMassive * (1.25 if self.control == "wrong_sigma" else 1.0)
+            muDraft = record.xpre[massive] - self._sigmaMassive * xi
+            m = ((muTarget[massive] - muDraft) / sig).ravel()
+            u = ((record.xpre[massive] - muDraft) / sig).ravel()
+            self.statistics.expectedAcceptance += acceptanceProbability(m)
+            accepted, w = couple(u, m, record.logU)
+            if self.control == "accept_always":
+                accepted = True
+            if accepted:
+                xpre = record.xpre
+            else:
+                xpre = np.array(muTarget)
+                if self.control == "resample_at_draft_mean":
+                    xpre[massive] = muDraft + self._sigmaMassive * record.rng.standard_normal(muDraft.shape)
+                else:
+                    xpre[massive] = muTarget[massive] + sig * w.reshape(-1, 3)
+        if record.fd is not None:
+            self.differences[j - 1] = forces - record.fd
+        # Phase B: the target's own constraint step from x_{j-1}.
+        self._finish.setPerDofVariableByName("xpre", xpre)
+        self.replayIntegrator.setCurrentIntegrator(1)
+        try:
+            self.replayIntegrator.step(1)
+            state = self.replayContext.getState(getPositions=True, getVelocities=True)
+            positions = np.asarray(state.getPositions(asNumpy=True)._value)
+            velocities = np.asarray(state.getVelocities(asNumpy=True)._value)
+            ok = np.all(np.isfinite(positions)) and np.all(np.isfinite(velocities))
+        except openmm.OpenMMException as exc:
+            ok, reason = False, str(exc)
+        else:
+            reason = "non-finite positions or velocities"
+        if not ok:
+            self.replayContext.setPositions(self.positions)
+            self.replayContext.setVelocities(self.velocities)
+            raise RuntimeError(f"target step {j} failed ({reason}); the run stops at the last accepted step {self.step}")
+        self.step = j
+        self.positions = positions
+        self.velocities = velocities
+        self.statistics._record(accepted, fallback)
+        self._prune()
+        self.statistics.verifySeconds += time.perf_counter() - start
+        if fallback:
+            if self.statistics.fallbacks in (10, 100, 1000):
+                logger.warning("the draft has failed %d times (NaN or constraint failure); each failure costs a "
+                               "serial target step", self.statistics.fallbacks)
+        if not accepted:
+            self._restart()
+
+    def _prune(self):
+        t = self.step
+        self.records.pop(t, None)
+        self.forces.pop(t - 1, None)
+        self._draftVelocities.pop(t - 1, None)
+        keep = t - (self.correction.lag or 0) - 1
+        for s in [s for s in self.differences if s < keep]:
+            del self.differences[s]
+
+    def advance(self, steps):
+        """Verify ``steps`` more steps."""
+        end = self.step + steps
+        while self.step < end:
+            limit = min(self.step + self.window, end)
+            while self.draftStep < limit and self._ready(self.draftStep + 1):
+                self.draft()
+                self._submitMore()
+            self._submitMore()
+            self.verify()
+        self.statistics.targetEvaluations = self.verifier.numEvaluations

@@ -1,0 +1,241 @@
+"""``SpeculativeSimulation``: a ``Simulation`` whose steps are drafted and verified."""
+
+import logging
+import secrets
+
+import numpy as np
+import openmm
+from openmm import unit
+
+from . import _systems
+from ._units import positive
+from .controller import SpeculativeController
+from .corrections import makeCorrection
+from .integrators import _Coefficients, canonical_scheme, draftIntegrator, replayIntegrator, serialIntegrator
+from .verifiers import InProcessVerifier
+
+logger = logging.getLogger(__name__)
+
+MAX_WINDOW = 100_000
+
+
+def _platform(platform):
+    if platform is None or isinstance(platform, openmm.Platform):
+        return platform
+    if isinstance(platform, str):
+        try:
+            return openmm.Platform.getPlatformByName(platform)
+        except Exception:
+            names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+            raise ValueError(f"unknown OpenMM platform {platform!r}; available: {names}") from None
+    raise TypeError(f"platform must be an openmm.Platform or its name, got {type(platform).__name__}")
+
+
+def _context(system, integrator, platform, properties):
+    if platform is None:
+        return openmm.Context(system, integrator)
+    return openmm.Context(system, integrator, platform, properties or {})
+
+
+def _reportInfo(reporter, simulation):
+    """OpenMM 8's dict form of ``describeNextReport``, from either the dict or the tuple form."""
+    info = reporter.describeNextReport(simulation)
+    if isinstance(info, dict):
+        return {"steps": info["steps"], "periodic": info.get("periodic"), "include": set(info.get("include", ()))}
+    include = {name for name, flag in zip(("positions", "velocities", "forces", "energy"), info[1:5]) if flag}
+    return {"steps": info[0], "periodic": info[5] if len(info) > 5 else None, "include": include}
+
+
+class SpeculativeSimulation:
+    """Langevin dynamics on a slow target System, drafted on a fast one and verified in parallel.
+
+    The trajectory has exactly the law of the serial run of ``LangevinMiddleIntegrator``
+    (``scheme='LangevinMiddle'``, alias ``'Langevin'``) or of
+    :class:`~openmm_lsd.LeapfrogLangevinIntegrator` (``scheme='leapfrog'``) on the
+    target System, at the same temperature, friction and step size (DESIGN.md).
+
+    Use it as an ``openmm.app.Simulation``: set the initial state on ``context``,
+    add reporters to ``reporters``, call ``step(n)``.  ``context`` holds the accepted
+    target state (positions and *target* velocities) between calls.
+
+    Parameters
+    ----------
+    topology : openmm.app.Topology
+        The topology, for reporters.
+    targetSystem : openmm.System
+        The expensive System whose dynamics is reproduced exactly.
+    draftSystem : openmm.System
+        A cheap System over the same particles: same masses, constraints, virtual
+        sites, periodicity and CMMotionRemover frequency.
+    temperature : float or openmm.unit.Quantity
+        Heat-bath temperature (K).
+    frictionCoeff : float or openmm.unit.Quantity
+        Friction coefficient (1/ps), > 0.
+    stepSize : float or openmm.unit.Quantity
+        Time step (ps).
+    window : int
+        Maximum number of drafted steps ahead of the verified frontier (>= 1).
+        It changes speed, never the trajectory.
+    scheme : str
+        ``'LangevinMiddle'`` (default; ``'Langevin'`` is the same) or ``'leapfrog'``.
+    draftCorrection : str
+        ``'offset'`` (default): the draft force is corrected by F_t - F_d at the
+        accepted position ``correctionLag`` steps back; ``'none'``.
+    correctionLag : int, optional
+        Lag L of the correction (default 8).  The draft never runs more than L
+        steps past the verified frontier.
+    platform : openmm.Platform or str, optional
+        Platform for the target and draft Contexts.
+    platformProperties : dict, optional
+        Properties for that platform.
+    seed : int, optional
+        Seed of the per-step noise; the run is a deterministic function of it
+        (bitwise where target forces are bit-reproducible, e.g. the Reference
+        platform).  Drawn at random when omitted; see ``seed``.
+    verifier : openmm_lsd.verifiers.Verifier, optional
+        Where target forces are evaluated; by default in this process on ``context``.
+
+    Raises
+    ------
+    ValueError
+        If the Systems do not match, a stochastic force is present, or an
+        argument is out of range.
+
+    Examples
+    --------
+    >>> sim = SpeculativeSimulation(topology, targetSystem, draftSystem, 300*unit.kelvin,
+    ...                             1/unit.picosecond, 0.002*unit.picoseconds, window=8, seed=1)
+    >>> sim.context.setPositions(positions)
+    >>> sim.step(1000)
+    >>> sim.statistics.acceptanceRate
+    """
+
+    def __init__(self, topology, targetSystem, draftSystem, temperature, frictionCoeff, stepSize, window=8,
+                 scheme="LangevinMiddle", draftCorrection="offset", correctionLag=None, platform=None,
+                 platformProperties=None, seed=None, verifier=None, _control=None):
+        temperature = positive(temperature, unit.kelvin, "temperature")
+        frictionCoeff = positive(frictionCoeff, unit.picosecond**-1, "frictionCoeff")
+        stepSize = positive(stepSize, unit.picosecond, "stepSize")
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= window <= MAX_WINDOW:
+            raise ValueError(f"window must be an integer between 1 and {MAX_WINDOW}, got {window!r}")
+        scheme = canonical_scheme(scheme)
+        correction = makeCorrection(draftCorrection, correctionLag)
+        if seed is None:
+            seed = secrets.randbits(63)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        _systems.checkSystems(targetSystem, draftSystem)
+        if topology is not None and topology.getNumAtoms() != targetSystem.getNumParticles():
+            raise ValueError(f"topology has {topology.getNumAtoms()} atoms, target System has "
+                             f"{targetSystem.getNumParticles()} particles")
+        platform = _platform(platform)
+
+        self.topology = topology
+        self.system = targetSystem
+        self.draftSystem = draftSystem
+        self.seed = int(seed)
+        self.scheme = scheme
+        self.window = int(window)
+        self.correction = correction
+        self.reporters = []
+        self._coefficients = _Coefficients(scheme, temperature, frictionCoeff, stepSize)
+
+        self.integrator = serialIntegrator(self._coefficients)
+        self.context = _context(targetSystem, self.integrator, platform, platformProperties)
+        realPlatform = self.context.getPlatform()
+        self._draftContext = _context(draftSystem, draftIntegrator(self._coefficients), realPlatform,
+                                      platformProperties)
+        replayPlatform = realPlatform
+        if realPlatform.getName() == "CPU":
+            # Integration on the CPU platform is the reference code; skip its thread pool for a force-free System.
+            replayPlatform = openmm.Platform.getPlatformByName("Reference")
+        self._replayContext = _context(_systems.replaySystem(targetSystem, draftSystem),
+                                       replayIntegrator(self._coefficients), replayPlatform,
+                                       platformProperties if replayPlatform is realPlatform else None)
+        if targetSystem.usesPeriodicBoundaryConditions():
+            box = targetSystem.getDefaultPeriodicBoxVectors()
+            self._draftContext.setPeriodicBoxVectors(*box)
+            self._replayContext.setPeriodicBoxVectors(*box)
+        self.verifier = verifier if verifier is not None else InProcessVerifier(self.context)
+        self._controller = SpeculativeController(self._coefficients, self._draftContext, self._replayContext,
+                                                 self.verifier, self.window, correction, self.seed, _control)
+        self._synced = None
+
+    # ---- the Simulation surface --------------------------------------------------------------
+
+    @property
+    def currentStep(self):
+        """The index of the current (accepted) step."""
+        return self.context.getStepCount()
+
+    @currentStep.setter
+    def currentStep(self, step):
+        self.context.setStepCount(int(step))
+
+    @property
+    def statistics(self):
+        """Counters of the run so far (:class:`openmm_lsd.controller.Statistics`)."""
+        return self._controller.statistics
+
+    def minimizeEnergy(self, tolerance=10 * unit.kilojoules_per_mole / unit.nanometer, maxIterations=0):
+        """Minimize the target energy, as ``Simulation.minimizeEnergy`` does.
+
+        With an expensive target each iteration costs a target call; minimizing
+        with the draft first (on a draft Simulation) is often wiser.
+        """
+        openmm.LocalEnergyMinimizer.minimize(self.context, tolerance, maxIterations)
+
+    def step(self, steps):
+        """Advance by ``steps`` verified target steps, calling reporters as ``Simulation.step`` does."""
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+        stepsToGo = int(steps)
+        while stepsToGo > 0:
+            nextSteps = stepsToGo
+            infos = [_reportInfo(reporter, self) for reporter in self.reporters]
+            for info in infos:
+                if 0 < info["steps"] <= nextSteps:
+                    nextSteps = info["steps"]
+            self._advance(nextSteps)
+            stepsToGo -= nextSteps
+            for reporter, info in zip(self.reporters, infos):
+                if info["steps"] == nextSteps:
+                    self._report(reporter, info)
+
+    def _report(self, reporter, info):
+        include = info["include"]
+        periodic = info["periodic"]
+        if periodic is None:
+            periodic = self.system.usesPeriodicBoundaryConditions()
+        state = self.context.getState(getPositions="positions" in include, getVelocities="velocities" in include,
+                                      getForces="forces" in include, getEnergy="energy" in include,
+                                      getParameters="parameters" in include,
+                                      enforcePeriodicBox=bool(periodic))
+        reporter.report(self, state)
+
+    # ---- the bridge between context and controller ------------------------------------------
+
+    def _contextState(self):
+        state = self.context.getState(getPositions=True, getVelocities=True)
+        return (np.asarray(state.getPositions(asNumpy=True)._value),
+                np.asarray(state.getVelocities(asNumpy=True)._value),
+                self.context.getStepCount(), state.getTime().value_in_unit(unit.picosecond))
+
+    def _advance(self, steps):
+        positions, velocities, step, time = self._contextState()
+        synced = self._synced
+        if (synced is None or step != synced[2] or not np.array_equal(positions, synced[0])
+                or not np.array_equal(velocities, synced[1])):
+            # A new state from the user (or the first step): a new accepted history starts here.
+            self._controller.reset(positions, velocities, step)
+        start = self._controller.step
+        try:
+            self._controller.advance(steps)
+        finally:
+            controller = self._controller
+            self.context.setPositions(controller.positions)
+            self.context.setVelocities(controller.velocities)
+            self.context.setStepCount(controller.step)
+            self.context.setTime(time + (controller.step - start) * self._coefficients.dt)
+            positions, velocities, _, _ = self._contextState()
+            self._synced = (positions, velocities, controller.step)

@@ -1,0 +1,44 @@
+"""The interface between the controller and whatever evaluates the target.
+
+The controller submits drafted positions under a key ``(epoch, index)`` (the
+epoch changes at every draft restart, so stale work can be recognised) and asks
+for results in index order.  Verifiers may evaluate eagerly (MPI ranks, as soon
+as positions arrive), lazily (in-process, only what is asked for) or in batches;
+the controller does not know which, and the trajectory does not depend on it
+(DESIGN.md section 9).
+"""
+
+import numpy as np
+
+
+class Verifier:
+    """Base class of target-force evaluators.
+
+    Subclasses implement :meth:`submit`, :meth:`result` and :meth:`cancel`.
+    Forces are returned as float64 arrays of shape (N, 3) in kJ/mol/nm.
+    """
+
+    #: number of target force evaluations performed (including discarded ones)
+    numEvaluations = 0
+    #: wall seconds spent inside target evaluations, as seen by this process
+    targetSeconds = 0.0
+
+    def submit(self, key, positions):
+        """Queue an evaluation of the target forces at ``positions`` (nm, (N, 3) array)."""
+        raise NotImplementedError
+
+    def result(self, key):
+        """Return the target forces for ``key``, waiting if they are not ready."""
+        raise NotImplementedError
+
+    def cancel(self, predicate):
+        """Forget every submitted key for which ``predicate(key)`` is true."""
+        raise NotImplementedError
+
+    def close(self):
+        """Release resources (ranks, Contexts)."""
+
+
+def forcesFromState(state):
+    """The forces of an OpenMM State as a float64 (N, 3) array in kJ/mol/nm."""
+    return np.asarray(state.getForces(asNumpy=True)._value, dtype=np.float64)

@@ -1,0 +1,43 @@
+"""A verifier that evaluates the target on one Context in this process."""
+
+import time
+
+from .base import Verifier, forcesFromState
+
+
+class InProcessVerifier(Verifier):
+    """Evaluate target forces on one Context, lazily and in the order asked for.
+
+    Nothing runs at :meth:`submit`; :meth:`result` evaluates the positions
+    submitted under that key.  Positions cancelled before they are asked for
+    are never evaluated, so a serial run wastes no target calls on discarded
+    drafts.
+
+    Parameters
+    ----------
+    context : openmm.Context
+        A Context on the target System.  Its positions are overwritten; the
+        owner restores the state it wants afterwards.
+    """
+
+    def __init__(self, context):
+        self.context = context
+        self._pending = {}
+        self.numEvaluations = 0
+        self.targetSeconds = 0.0
+
+    def submit(self, key, positions):
+        self._pending[key] = positions
+
+    def result(self, key):
+        positions = self._pending.pop(key)
+        start = time.perf_counter()
+        self.context.setPositions(positions)
+        forces = forcesFromState(self.context.getState(getForces=True))
+        self.targetSeconds += time.perf_counter() - start
+        self.numEvaluations += 1
+        return forces
+
+    def cancel(self, predicate):
+        for key in [k for k in self._pending if predicate(k)]:
+            del self._pending[key]

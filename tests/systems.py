@@ -1,0 +1,67 @@
+"""Small Systems for tests: a few particles with custom forces, exact and cheap."""
+
+import numpy as np
+import openmm
+from openmm import app, unit
+
+MASSES = (12.0, 4.0, 16.0)
+
+
+def topology(n):
+    top = app.Topology()
+    chain = top.addChain()
+    for i in range(n):
+        residue = top.addResidue("X", chain)
+        top.addAtom(f"X{i}", app.element.carbon, residue)
+    return top
+
+
+def toy(n=3, *, k=(400.0, 250.0, 600.0), bond=2000.0, anharmonic=0.0, shift=0.0, constraint=False,
+        cmm=None, virtualSite=False):
+    """n particles in anisotropic harmonic wells, bonded in a chain; optionally
+
+    - ``anharmonic``: a quartic term in the wells,
+    - ``shift``: the wells' centres shifted along x (a constant force difference),
+    - ``constraint``: particles 0-1 at fixed distance 0.15 nm,
+    - ``cmm``: a CMMotionRemover with that frequency,
+    - ``virtualSite``: one more, massless particle at the midpoint of 0 and 1.
+    """
+    system = openmm.System()
+    for i in range(n):
+        system.addParticle(MASSES[i % len(MASSES)])
+    wells = openmm.CustomExternalForce(
+        "0.5*kx*(x-x0-shift)^2 + 0.5*ky*(y-y0)^2 + 0.5*kz*(z-z0)^2 + c4*((x-x0)^4+(y-y0)^4+(z-z0)^4)")
+    for name in ("kx", "ky", "kz", "x0", "y0", "z0"):
+        wells.addPerParticleParameter(name)
+    wells.addGlobalParameter("shift", shift)
+    wells.addGlobalParameter("c4", anharmonic)
+    for i in range(n):
+        wells.addParticle(i, [k[0], k[1], k[2], 0.15 * i, 0.0, 0.0])
+    system.addForce(wells)
+    if n > 1 and bond:
+        bonds = openmm.HarmonicBondForce()
+        for i in range(n - 1):
+            bonds.addBond(i, i + 1, 0.15, bond)
+        system.addForce(bonds)
+    if constraint:
+        system.addConstraint(0, 1, 0.15)
+    if cmm is not None:
+        system.addForce(openmm.CMMotionRemover(cmm))
+    if virtualSite:
+        v = system.addParticle(0.0)
+        system.setVirtualSite(v, openmm.TwoParticleAverageSite(0, 1, 0.5, 0.5))
+    return system
+
+
+def startPositions(n=3, virtualSite=False):
+    x = np.array([[0.15 * i, 0.01 * (i % 2), -0.005 * i] for i in range(n)])
+    if virtualSite:
+        x = np.vstack([x, 0.5 * (x[0] + x[1])])
+    return x
+
+
+def startVelocities(n=3, virtualSite=False):
+    v = np.array([[0.3, -0.2, 0.1], [-0.4, 0.5, 0.2], [0.1, 0.1, -0.3]])[:n]
+    if virtualSite:
+        v = np.vstack([v, np.zeros(3)])
+    return v
