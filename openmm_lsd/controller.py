@@ -342,7 +342,7 @@ class SpeculativeController:
             accepted = False
             xpre = muTarget + self.sigma * record.xi
         else:
-            sig = self._sigmaMassive * (1.25 if self.control == "wrong_sigma" else 1.0)
+            sig = self._sigmaMassive * (1.5 if self.control == "wrong_sigma" else 1.0)
             muDraft = record.xpre[massive] - self._sigmaMassive * xi
             m = ((muTarget[massive] - muDraft) / sig).ravel()
             u = ((record.xpre[massive] - muDraft) / sig).ravel()
@@ -392,7 +392,7 @@ class SpeculativeController:
 
     def _prune(self):
         t = self.step
-        self.records.pop(t, None)
+        self.records.pop(t - 1, None)  # x_t itself may still await submission (window 1)
         self.forces.pop(t - 1, None)
         self._draftVelocities.pop(t - 1, None)
         keep = t - (self.correction.lag or 0) - 1

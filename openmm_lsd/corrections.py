@@ -7,9 +7,8 @@ target forces at discarded draft positions are never used.
 
 The correction for drafting step j (which starts from x_{j-1}) may use the
 force difference dF_s = F_t(x_s) - F_d(x_s) at accepted positions
-s <= j - 1 - lag.  With lag >= 1 the draft may run ``lag`` steps past the
-verified frontier without waiting; with lag 0 every step waits for the target
-force at its own start (the "offset at the restart state" of section 7).
+s <= j - 1 - lag.  With lag L >= 1 the draft may run L steps past the
+verified frontier without waiting.
 """
 
 __all__ = ["makeCorrection"]
@@ -40,17 +39,18 @@ class OffsetCorrection:
     Parameters
     ----------
     lag : int
-        L >= 0.  The draft may run at most L steps past the verified frontier,
+        L >= 1.  The draft may run at most L steps past the verified frontier,
         which caps throughput at (1 - alpha^L)/(1 - alpha) steps per target
-        latency (DESIGN.md section 7).  L = 0 makes the first step after every
-        restart exact, at the cost of one serial target call per step.
+        latency (DESIGN.md section 7).  (L = 0 would be the target itself.)
     """
 
     name = "offset"
 
     def __init__(self, lag=DEFAULT_LAG):
-        if isinstance(lag, bool) or not isinstance(lag, int) or lag < 0:
-            raise ValueError(f"correction lag must be an integer >= 0, got {lag!r}")
+        if isinstance(lag, bool) or not isinstance(lag, int) or lag < 1:
+            raise ValueError(
+                f"correction lag must be an integer >= 1, got {lag!r} (with lag 0 the offset would make the "
+                "draft force equal the target force at every step, i.e. a serial target run)")
         self.lag = lag
 
     def source(self, j, origin):

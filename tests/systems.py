@@ -17,14 +17,16 @@ def topology(n):
 
 
 def toy(n=3, *, k=(400.0, 250.0, 600.0), bond=2000.0, anharmonic=0.0, shift=0.0, constraint=False,
-        cmm=None, virtualSite=False):
+        cmm=None, virtualSite=False, ripple=0.0):
     """n particles in anisotropic harmonic wells, bonded in a chain; optionally
 
     - ``anharmonic``: a quartic term in the wells,
     - ``shift``: the wells' centres shifted along x (a constant force difference),
     - ``constraint``: particles 0-1 at fixed distance 0.15 nm,
     - ``cmm``: a CMMotionRemover with that frequency,
-    - ``virtualSite``: one more, massless particle at the midpoint of 0 and 1.
+    - ``virtualSite``: one more, massless particle at the midpoint of 0 and 1,
+    - ``ripple``: amplitude (kJ/mol) of a short-wavelength (0.01 nm) cosine potential, a force error
+      that changes from one step to the next, so that an offset correction cannot remove it.
     """
     system = openmm.System()
     for i in range(n):
@@ -43,6 +45,13 @@ def toy(n=3, *, k=(400.0, 250.0, 600.0), bond=2000.0, anharmonic=0.0, shift=0.0,
         for i in range(n - 1):
             bonds.addBond(i, i + 1, 0.15, bond)
         system.addForce(bonds)
+    if ripple:
+        waves = openmm.CustomExternalForce("A*(cos(q*x) + cos(q*y) + cos(q*z))")
+        waves.addGlobalParameter("A", ripple)
+        waves.addGlobalParameter("q", 2 * np.pi / 0.01)
+        for i in range(n):
+            waves.addParticle(i, [])
+        system.addForce(waves)
     if constraint:
         system.addConstraint(0, 1, 0.15)
     if cmm is not None:
