@@ -1,7 +1,10 @@
 """``SpeculativeSimulation``: a ``Simulation`` whose steps are drafted and verified."""
 
+import atexit
 import logging
+import os
 import secrets
+import sys
 
 import numpy as np
 import openmm
@@ -12,7 +15,8 @@ from ._units import positive
 from .controller import SpeculativeController
 from .corrections import makeCorrection
 from .integrators import _Coefficients, canonical_scheme, draftIntegrator, replayIntegrator, serialIntegrator
-from .verifiers import InProcessVerifier
+from .verifiers import InProcessVerifier, Verifier
+from .verifiers import mpi as _mpi
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +96,25 @@ class SpeculativeSimulation:
         Seed of the per-step noise; the run is a deterministic function of it
         (bitwise where target forces are bit-reproducible, e.g. the Reference
         platform).  Drawn at random when omitted; see ``seed``.
-    verifier : openmm_lsd.verifiers.Verifier, optional
-        Where target forces are evaluated; by default in this process on ``context``.
+    verifier : str or openmm_lsd.verifiers.Verifier, optional
+        Where target forces are evaluated: ``'inprocess'`` (on ``context``),
+        ``'mpi'`` (ranks 1.. of ``mpiexec``; see below), or a Verifier object.
+        By default ``'mpi'`` when the script was launched on several MPI ranks,
+        else ``'inprocess'``.
+    verifierTimeout : float
+        Seconds rank 0 waits for one target evaluation before it declares the
+        verifier rank dead or hung (default 600).
+
+    Notes
+    -----
+    Under ``mpiexec -n K+1``, every rank runs the script up to this constructor
+    (so each builds its own target System).  On ranks 1..K the constructor
+    creates a target Context (``DeviceIndex`` = rank - 1 modulo the number of
+    devices in ``OPENMM_LSD_DEVICES``, if set and the platform has that
+    property and ``platformProperties`` does not set it), serves target
+    evaluations until rank 0 finishes, and then ends the process; the rest of
+    the script runs on rank 0 only.  The trajectory is the same for any
+    number of ranks (DESIGN.md section 9).
 
     Raises
     ------
@@ -112,7 +133,8 @@ class SpeculativeSimulation:
 
     def __init__(self, topology, targetSystem, draftSystem, temperature, frictionCoeff, stepSize, window=8,
                  scheme="LangevinMiddle", draftCorrection="offset", correctionLag=None, platform=None,
-                 platformProperties=None, seed=None, verifier=None, _control=None):
+                 platformProperties=None, seed=None, verifier=None, verifierTimeout=_mpi.DEFAULT_TIMEOUT,
+                 _control=None):
         temperature = positive(temperature, unit.kelvin, "temperature")
         frictionCoeff = positive(frictionCoeff, unit.picosecond**-1, "frictionCoeff")
         stepSize = positive(stepSize, unit.picosecond, "stepSize")
@@ -129,6 +151,13 @@ class SpeculativeSimulation:
             raise ValueError(f"topology has {topology.getNumAtoms()} atoms, target System has "
                              f"{targetSystem.getNumParticles()} particles")
         platform = _platform(platform)
+        verifier = self._chooseVerifier(verifier)
+        if verifier == "mpi":
+            comm = _mpi.world()
+            if comm.Get_rank() > 0:
+                self._serveAndExit(comm, targetSystem, stepSize, platform, platformProperties)
+            verifier = _mpi.MPIVerifier(comm, verifierTimeout)
+            atexit.register(verifier.close)
 
         self.topology = topology
         self.system = targetSystem
@@ -156,10 +185,42 @@ class SpeculativeSimulation:
             box = targetSystem.getDefaultPeriodicBoxVectors()
             self._draftContext.setPeriodicBoxVectors(*box)
             self._replayContext.setPeriodicBoxVectors(*box)
-        self.verifier = verifier if verifier is not None else InProcessVerifier(self.context)
+        self.verifier = verifier if verifier != "inprocess" else InProcessVerifier(self.context)
         self._controller = SpeculativeController(self._coefficients, self._draftContext, self._replayContext,
                                                  self.verifier, self.window, correction, self.seed, _control)
         self._synced = None
+
+    @staticmethod
+    def _chooseVerifier(verifier):
+        if verifier is None:
+            return "mpi" if _mpi.launchedUnderMPI() and _mpi.world().Get_size() > 1 else "inprocess"
+        if isinstance(verifier, Verifier) or verifier in ("inprocess", "mpi"):
+            return verifier
+        raise ValueError(f"verifier must be 'inprocess', 'mpi' or a Verifier, got {verifier!r}")
+
+    @staticmethod
+    def _serveAndExit(comm, targetSystem, stepSize, platform, properties):
+        """Verifier ranks: a target Context that serves rank 0, then the end of this process."""
+        rank = comm.Get_rank()
+        properties = dict(properties or {})
+        devices = os.environ.get("OPENMM_LSD_DEVICES")
+        if platform is not None and devices and "DeviceIndex" in platform.getPropertyNames():
+            names = [d for d in devices.split(",") if d.strip()]
+            properties.setdefault("DeviceIndex", names[(rank - 1) % len(names)].strip())
+        context = _context(targetSystem, openmm.VerletIntegrator(stepSize), platform, properties)
+        _mpi.serve(comm, context)
+        del context
+        sys.exit(0)
+
+    def close(self):
+        """Release the verifiers (stops MPI verifier ranks).  Called at exit if not before."""
+        self.verifier.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     # ---- the Simulation surface --------------------------------------------------------------
 

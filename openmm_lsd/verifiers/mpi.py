@@ -1,0 +1,239 @@
+"""Verification on MPI ranks: rank 0 drafts and decides, ranks 1..K evaluate the target.
+
+Launch the *same* script on every rank (``mpiexec -n K+1 python script.py``).
+Every rank builds the target System by running the user's code (this is how
+openmm-ml models inside a ``PythonForce`` are cloned); on ranks > 0 the
+``SpeculativeSimulation`` constructor creates a target Context, serves force
+requests until rank 0 is done, and ends the process.  Without ``mpiexec`` (or
+with one rank) the script runs in-process.
+
+Idle ranks never spin: they poll with ``Iprobe`` and sleep with a backoff from
+50 microseconds to 2 ms, because MPICH's blocking receive busy-polls and, on a
+machine with fewer cores than ranks, steals the CPU that the draft and the
+other ranks need (DESIGN.md section 8).  Rank 0 waits the same way.
+
+Faults: an exception on a verifier rank is sent to rank 0, which raises
+``RuntimeError`` naming the rank and the step; a rank that sends nothing for
+``timeout`` seconds while holding a job makes rank 0 raise ``RuntimeError``
+naming it.  An uncaught exception on rank 0 aborts the whole MPI job after the
+traceback is printed, so no rank is left hanging.
+"""
+
+import collections
+import logging
+import os
+import sys
+import time
+
+from .base import Verifier, forcesFromState
+
+logger = logging.getLogger(__name__)
+
+_JOB, _RESULT, _ERROR, _STOP = 11, 12, 13, 14
+_MPI_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
+
+DEFAULT_TIMEOUT = 600.0
+
+
+def launchedUnderMPI():
+    """Whether this process looks like one of several MPI ranks (checked without importing mpi4py)."""
+    for name in _MPI_SIZE_VARIABLES:
+        try:
+            if int(os.environ.get(name, "1")) > 1:
+                return True
+        except ValueError:
+            pass
+    return False
+
+
+def world():
+    """``MPI.COMM_WORLD``, importing mpi4py with a clear error if it is missing."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ImportError("parallel verification needs mpi4py: pip install 'openmm-lsd[mpi]'") from exc
+    return MPI.COMM_WORLD
+
+
+class _Backoff:
+    """Sleep between polls: short right after traffic, growing to ``longest`` when idle."""
+
+    def __init__(self, shortest, longest):
+        self.shortest, self.longest = shortest, longest
+        self.delay = shortest
+
+    def reset(self):
+        self.delay = self.shortest
+
+    def wait(self):
+        time.sleep(self.delay)
+        self.delay = min(2 * self.delay, self.longest)
+
+
+def _abortOnUncaughtException(comm):
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        # The one-line summary first: the launcher may cut the output short once the abort starts.
+        sys.stderr.write(f"openmm-lsd rank 0: {kind.__name__}: {value}\n")
+        sys.stderr.flush()
+        previous(kind, value, traceback)
+        sys.stderr.flush()
+        time.sleep(0.5)
+        comm.Abort(1)
+
+    sys.excepthook = hook
+
+
+class MPIVerifier(Verifier):
+    """Rank 0's side: dispatch drafted positions to idle ranks, collect forces by key.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm
+        The communicator; ranks 1..size-1 must be serving (:func:`serve`).
+    timeout : float
+        Seconds rank 0 waits for a result before it declares the rank holding
+        that job dead or hung.
+    """
+
+    def __init__(self, comm, timeout=DEFAULT_TIMEOUT):
+        if comm.Get_size() < 2:
+            raise ValueError("MPIVerifier needs at least 2 ranks (rank 0 drafts, ranks 1.. verify)")
+        self.comm = comm
+        self.timeout = float(timeout)
+        self.ranks = list(range(1, comm.Get_size()))
+        self._idle = collections.deque(self.ranks)
+        self._busy = {}
+        self._queue = collections.deque()
+        self._wanted = set()
+        self._results = {}
+        self._sends = []
+        self._closed = False
+        self.numEvaluations = 0
+        self.targetSeconds = 0.0
+        self._status = None
+        _abortOnUncaughtException(comm)
+
+    @property
+    def numVerifiers(self):
+        return len(self.ranks)
+
+    def submit(self, key, positions):
+        self._wanted.add(key)
+        self._queue.append((key, positions))
+        self._dispatch()
+
+    def cancel(self, predicate):
+        self._wanted = {key for key in self._wanted if not predicate(key)}
+        for key in [key for key in self._results if predicate(key)]:
+            del self._results[key]
+        self._queue = collections.deque(item for item in self._queue if not predicate(item[0]))
+
+    def _dispatch(self):
+        while self._idle and self._queue:
+            key, positions = self._queue.popleft()
+            rank = self._idle.popleft()
+            self._busy[rank] = (key, time.perf_counter())
+            self._sends.append(self.comm.isend((key, positions), dest=rank, tag=_JOB))
+        if len(self._sends) > 64:
+            self._sends = [request for request in self._sends if not request.Test()]
+
+    def _progress(self):
+        """Receive whatever has arrived; return whether anything did."""
+        from mpi4py import MPI
+
+        status = self._status or MPI.Status()
+        self._status = status
+        received = False
+        while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+            rank, tag = status.Get_source(), status.Get_tag()
+            message = self.comm.recv(source=rank, tag=tag)
+            received = True
+            key, payload, seconds = message
+            self._busy.pop(rank, None)
+            self._idle.append(rank)
+            if tag == _ERROR:
+                raise RuntimeError(f"verifier rank {rank} failed to evaluate the target at step {key[1]}: {payload}")
+            self.numEvaluations += 1
+            self.targetSeconds += seconds
+            if key in self._wanted:
+                self._results[key] = payload
+        if received:
+            self._dispatch()
+        return received
+
+    def _checkTimeouts(self):
+        now = time.perf_counter()
+        for rank, (held, since) in self._busy.items():
+            if now - since > self.timeout:
+                raise RuntimeError(
+                    f"verifier rank {rank} returned nothing for {now - since:.0f} s while evaluating step "
+                    f"{held[1]} (timeout {self.timeout:g} s): the rank died or hangs")
+
+    def result(self, key):
+        backoff = _Backoff(2e-5, 5e-4)
+        while key not in self._results:
+            if key not in self._wanted:
+                raise KeyError(f"no evaluation was submitted for {key}")
+            # Checked even while other ranks answer: a hung rank holding a discarded job must show too.
+            self._checkTimeouts()
+            if self._progress():
+                backoff.reset()
+            else:
+                backoff.wait()
+        self._wanted.discard(key)
+        return self._results.pop(key)
+
+    def close(self):
+        """Let busy ranks finish (at most ``timeout`` s), then tell every verifier rank to stop.
+
+        A rank that is still busy after the timeout cannot take the stop message, and MPI's
+        finalisation would wait for it forever: the job is aborted instead, naming the rank.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.clear()
+        self._wanted.clear()
+        backoff = _Backoff(2e-5, 1e-3)
+        try:
+            while self._busy:
+                self._checkTimeouts()
+                if not self._progress():
+                    backoff.wait()
+        except RuntimeError as exc:
+            sys.stderr.write(f"openmm-lsd: {exc}; aborting the MPI job\n")
+            sys.stderr.flush()
+            time.sleep(0.5)
+            self.comm.Abort(1)
+        for rank in self.ranks:
+            self.comm.send(None, dest=rank, tag=_STOP)
+
+
+def serve(comm, context):
+    """Verifier ranks: evaluate target forces on ``context`` for rank 0 until told to stop."""
+    from mpi4py import MPI
+
+    status = MPI.Status()
+    backoff = _Backoff(5e-5, 2e-3)
+    rank = comm.Get_rank()
+    while True:
+        if not comm.Iprobe(source=0, tag=MPI.ANY_TAG, status=status):
+            backoff.wait()
+            continue
+        backoff.reset()
+        tag = status.Get_tag()
+        message = comm.recv(source=0, tag=tag)
+        if tag == _STOP:
+            return
+        key, positions = message
+        start = time.perf_counter()
+        try:
+            context.setPositions(positions)
+            forces = forcesFromState(context.getState(getForces=True))
+        except Exception as exc:  # report any failure to rank 0 rather than dying silently
+            logger.error("rank %d: target evaluation failed: %s", rank, exc)
+            comm.send((key, f"{type(exc).__name__}: {exc}", 0.0), dest=0, tag=_ERROR)
+            continue
+        comm.send((key, forces, time.perf_counter() - start), dest=0, tag=_RESULT)

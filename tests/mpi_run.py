@@ -1,0 +1,60 @@
+"""Run by tests under mpiexec: a short LSD run of the toy system; rank 0 saves the trajectory.
+
+    mpiexec -n K+1 python tests/mpi_run.py OUT.npy [--fail-rank R] [--die-rank R] [--hang-rank R] [--timeout S]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from systems import startPositions, startVelocities, topology, toy  # noqa: E402
+
+from openmm_lsd import SpeculativeSimulation  # noqa: E402
+
+parser = argparse.ArgumentParser()
+parser.add_argument("out")
+parser.add_argument("--fail-rank", type=int, default=None)
+parser.add_argument("--hang-rank", type=int, default=None)
+parser.add_argument("--die-rank", type=int, default=None)
+parser.add_argument("--timeout", type=float, default=600.0)
+parser.add_argument("--verifier", default=None)
+parser.add_argument("--window", type=int, default=4)
+args = parser.parse_args()
+
+rank = int(os.environ.get("PMI_RANK", "0"))
+kw = dict(constraint=True, cmm=3)
+target = toy(**kw)
+draft = toy(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.15, **kw)
+
+
+def faulty(state):
+    if args.fail_rank == rank:
+        raise ValueError("model exploded")
+    if args.die_rank == rank:
+        os._exit(3)
+    if args.hang_rank == rank:
+        time.sleep(3600)
+    return 0.0, np.zeros((3, 3))
+
+
+if rank in (args.fail_rank, args.die_rank, args.hang_rank):
+    import openmm
+
+    target.addForce(openmm.PythonForce(faulty))
+
+sim = SpeculativeSimulation(topology(3), target, draft, 300, 5.0, 0.004, window=args.window,
+                            draftCorrection="offset", correctionLag=2, platform="Reference", seed=3,
+                            verifier=args.verifier, verifierTimeout=args.timeout)
+sim.context.setPositions(startPositions())
+sim.context.setVelocities(startVelocities())
+frames = []
+for _ in range(12):
+    sim.step(5)
+    state = sim.context.getState(getPositions=True, getVelocities=True)
+    frames.append(np.concatenate([state.getPositions(asNumpy=True)._value, state.getVelocities(asNumpy=True)._value]))
+np.save(args.out, np.array(frames))
+print("statistics", sim.statistics, "verifier", type(sim.verifier).__name__, flush=True)
