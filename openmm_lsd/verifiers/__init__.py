@@ -1,6 +1,16 @@
 """Target verifiers: one interface (:class:`Verifier`), one module per transport."""
 
 from .base import Verifier
+from .batched import BatchedVerifier
 from .inprocess import InProcessVerifier
 
-__all__ = ["Verifier", "InProcessVerifier"]
+__all__ = ["Verifier", "InProcessVerifier", "BatchedVerifier", "MPIVerifier"]
+
+
+def __getattr__(name):
+    # The MPI verifier imports mpi4py only when used.
+    if name == "MPIVerifier":
+        from .mpi import MPIVerifier
+
+        return MPIVerifier
+    raise AttributeError(name)

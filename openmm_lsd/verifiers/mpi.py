@@ -172,7 +172,7 @@ class MPIVerifier(Verifier):
                     f"{held[1]} (timeout {self.timeout:g} s): the rank died or hangs")
 
     def result(self, key):
-        backoff = _Backoff(2e-5, 5e-4)
+        backoff = _Backoff(2e-5, 2e-4)
         while key not in self._results:
             if key not in self._wanted:
                 raise KeyError(f"no evaluation was submitted for {key}")
@@ -216,7 +216,7 @@ def serve(comm, context):
     from mpi4py import MPI
 
     status = MPI.Status()
-    backoff = _Backoff(5e-5, 2e-3)
+    backoff = _Backoff(5e-5, 5e-4)
     rank = comm.Get_rank()
     while True:
         if not comm.Iprobe(source=0, tag=MPI.ANY_TAG, status=status):

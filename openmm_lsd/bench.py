@@ -1,0 +1,210 @@
+"""Side-by-side benchmark: the serial target run and LSD, in one process tree.
+
+Run by ``openmm-lsd bench`` (which launches ``mpiexec`` itself); under
+``mpiexec -n K+1 python -m openmm_lsd.bench ...`` rank 0 first times the serial
+run (OpenMM's ``LangevinMiddleIntegrator`` on the target System) while the
+verifier ranks wait idle, then times LSD with K verifier ranks, and writes JSON.
+
+Figures (DESIGN.md section 7): alpha is the measured acceptance, k the
+effective window min(window, lag), K the verifier count,
+E = (1 - alpha^k)/(1 - alpha), and
+
+    bound      = E * T_t / (T_t * ceil(k/K) + k * T_d)
+    efficiency = speedup / bound
+
+with T_t the mean wall time of one target call (measured on the verifier
+ranks), T_d the mean draft step (measured on rank 0, including reading it back)
+and controller overhead left out of the bound, so that it shows in the efficiency.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from importlib import resources
+
+import numpy as np
+import openmm
+from openmm import app, unit
+
+from .emulation import latencySystem
+from .simulation import SpeculativeSimulation
+
+CASES = ("emulated", "batched")
+
+
+def alanineDipeptideCase(latency):
+    """Alanine dipeptide in vacuum: Amber14 target (held ``latency`` s per call), Amber03 draft.
+
+    Both with HBonds constraints and OpenMM's default CMMotionRemover; the draft
+    takes the target's masses (the force fields' hydrogen masses differ in the
+    last digits).  The real force costs ~0.015 ms on the Reference platform, so
+    nearly all of a target call is the emulated latency.  Positions are minimized
+    with the draft (no target calls).
+    """
+    pdb = app.PDBFile(str(resources.files("openmm_lsd") / "data" / "alanine-dipeptide.pdb"))
+    settings = dict(nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
+    real = app.ForceField("amber14-all.xml").createSystem(pdb.topology, **settings)
+    draft = app.ForceField("amber03.xml").createSystem(pdb.topology, **settings)
+    for i in range(real.getNumParticles()):
+        draft.setParticleMass(i, real.getParticleMass(i))
+    target = latencySystem(real, latency)
+    context = openmm.Context(draft, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(pdb.positions)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 200)
+    positions = context.getState(getPositions=True).getPositions(asNumpy=True)
+    return pdb.topology, positions, target, draft
+
+
+def batchedThroughput(batch=8, repeats=30, hidden=16, numParticles=22):
+    """Median seconds for one call on ``batch`` configurations and for ``batch`` single calls, side by side."""
+    from .models import TorchPairPotential
+
+    model = TorchPairPotential(numParticles, hidden=hidden)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, numParticles, 3)) * 0.3
+    model.batchForces(x)
+    together, separate = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.batchForces(x)
+        together.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for b in range(batch):
+            model.batchForces(x[b:b + 1])
+        separate.append(time.perf_counter() - start)
+    import torch
+
+    return {"case": "batched", "batch": batch, "hidden": hidden, "particles": numParticles,
+            "torch_threads": torch.get_num_threads(), "repeats": repeats,
+            "batch_seconds": float(np.median(together)), "separate_seconds": float(np.median(separate)),
+            "throughput_ratio": float(np.median(separate) / np.median(together))}
+
+
+def _rank():
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+def _velocities(system, positions, temperature, seed):
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions)
+    context.setVelocitiesToTemperature(temperature, seed)
+    return context.getState(getVelocities=True).getVelocities(asNumpy=True)
+
+
+def bound(alpha, k, verifiers, targetSeconds, draftSeconds):
+    """The speedup bound of DESIGN.md section 7 with zero controller overhead."""
+    E = k if alpha >= 1 else (1 - alpha**k) / (1 - alpha)
+    return E * targetSeconds / (targetSeconds * math.ceil(k / max(verifiers, 1)) + k * draftSeconds)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m openmm_lsd.bench")
+    parser.add_argument("--case", choices=CASES, default="emulated")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--verifiers", type=int, default=0, help="for the record; the rank count decides")
+    parser.add_argument("--window", type=int, default=8)
+    parser.add_argument("--lag", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--serial-steps", type=int, default=None)
+    parser.add_argument("--friction", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=300.0)
+    parser.add_argument("--step-size-fs", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--platform", default="Reference")
+    parser.add_argument("--hidden", type=int, default=16, help="batched case: width of the torch model")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--command", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.case == "batched":
+        result = batchedThroughput(hidden=args.hidden)
+        result["command"] = args.command
+        return _write(result, args.json)
+    rank = _rank()
+    topology, positions, target, draft = alanineDipeptideCase(args.latency_ms / 1000)
+    dt = args.step_size_fs / 1000
+    properties = {"Threads": "1"} if args.platform == "CPU" else None
+    platform = openmm.Platform.getPlatformByName(args.platform)
+    velocities = _velocities(target, positions, args.temperature, args.seed) if rank == 0 else None
+
+    serial = None
+    if rank == 0:
+        # The serial baseline first: verifier ranks are already waiting (idle, not spinning) in the constructor.
+        integrator = openmm.LangevinMiddleIntegrator(args.temperature, args.friction, dt)
+        integrator.setRandomNumberSeed(args.seed)
+        context = openmm.Context(target, integrator, platform, properties or {})
+        context.setPositions(positions)
+        context.setVelocities(velocities)
+        integrator.step(2)
+        serialSteps = args.serial_steps or max(20, min(args.steps, 200))
+        start = time.perf_counter()
+        integrator.step(serialSteps)
+        serial = (time.perf_counter() - start) / serialSteps
+        del context
+
+    sim = SpeculativeSimulation(topology, target, draft, args.temperature, args.friction, dt, window=args.window,
+                                draftCorrection="offset", correctionLag=args.lag, platform=platform,
+                                platformProperties=properties, seed=args.seed)
+    # Only rank 0 gets here: verifier ranks served inside the constructor and ended.
+    sim.context.setPositions(positions)
+    sim.context.setVelocities(velocities)
+    sim.step(2)
+    start = time.perf_counter()
+    sim.step(args.steps)
+    lsd = (time.perf_counter() - start) / args.steps
+    s = sim.statistics
+    verifier = sim.verifier
+    K = getattr(verifier, "numVerifiers", 1)
+    targetSeconds = verifier.targetSeconds / max(verifier.numEvaluations, 1)
+    draftSeconds = s.draftSeconds / max(s.draftSteps, 1)
+    lag = sim.correction.lag
+    k = min(args.window, lag) if lag else args.window
+    b = bound(s.acceptanceRate, k, K, targetSeconds, draftSeconds)
+    speedup = serial / lsd
+    result = {
+        "case": args.case,
+        "command": args.command,
+        "verifiers": K,
+        "window": args.window,
+        "lag": lag,
+        "effective_window": k,
+        "latency_ms": args.latency_ms,
+        "friction": args.friction,
+        "steps": s.steps,
+        "serial_steps": serialSteps,
+        "serial_seconds_per_step": serial,
+        "lsd_seconds_per_step": lsd,
+        "speedup": speedup,
+        "bound": b,
+        "efficiency": speedup / b,
+        "acceptance": s.acceptanceRate,
+        "acceptance_by_position": s.acceptanceByPosition,
+        "steps_per_round": s.stepsPerRound,
+        "target_seconds": targetSeconds,
+        "draft_seconds": draftSeconds,
+        "overhead_seconds": s.verifySeconds / max(s.steps, 1),
+        "target_evaluations": s.targetEvaluations,
+        "draft_steps": s.draftSteps,
+        "platform": args.platform,
+    }
+    sim.close()
+    return _write(result, args.json)
+
+
+def _write(result, path):
+    text = json.dumps(result, indent=2)
+    if path:
+        with open(path, "w") as handle:
+            handle.write(text + "\n")
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
