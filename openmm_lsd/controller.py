@@ -78,6 +78,7 @@ class Statistics:
         self.acceptsByPosition = [0] * window
         self._roundPosition = 0
         self.draftSeconds = 0.0
+        self.draftIntegratorSeconds = 0.0
         self.verifySeconds = 0.0
 
     @property
@@ -195,8 +196,7 @@ class SpeculativeController:
         self._sigmaMassive = sigma[self.massive][:, None]
         # mu = x + meanFactor * v, with v the Context's velocity after phase A.
         self._meanFactor = 0.5 * coeffs.dt * (1 + coeffs.a) if coeffs.scheme == "LangevinMiddle" else coeffs.dt
-        self._constrained = system.getNumConstraints() > 0
-        self._xpreIndex = self._perDofIndex(self.draftIntegrator, "xpre")
+        self._vdIndex = self._perDofIndex(self.draftIntegrator, "vd")
         self._fdIndex = self._perDofIndex(self.draftIntegrator, "fd")
         self._correctionSet = None
         self.draftIntegrator.setPerDofVariableByName("corr", np.zeros((self.numParticles, 3)))
@@ -234,7 +234,8 @@ class SpeculativeController:
         self.draftFailed = False
         self.draftStep = self.step
         self.draftContext.setPositions(self.positions)
-        self.draftContext.setVelocities(self.velocities)
+        # The draft integrator keeps its velocity in ``vd`` (its Context's velocities carry x_pre).
+        self.draftIntegrator.setPerDofVariableByName("vd", self.velocities)
         self.draftContext.setStepCount(self.step)
         self._draftVelocities = {self.step: self.velocities}
         self.submitted = self.step
@@ -260,14 +261,9 @@ class SpeculativeController:
         if self.draftFailed:
             return False
         s = self.correction.source(j, self.origin)
-        return s is None or s < self.step or (s == self.step == self.draftStep)
+        return s is None or s < self.step
 
     def _correctionFor(self, j):
-        s = self.correction.source(j, self.origin)
-        if s is not None and s not in self.differences:
-            # lag 0: the offset at the draft's own start x_{j-1}, which is the accepted frontier.
-            fd = np.asarray(self.draftContext.getState(getForces=True).getForces(asNumpy=True)._value)
-            self.differences[s] = self._targetForce(s) - fd
         return self.correction.value(j, self.origin, self.differences)
 
     def draft(self):
@@ -284,21 +280,20 @@ class SpeculativeController:
         self.draftIntegrator.setPerDofVariableByName("xi", record.xi)
         record.failed = threw = False
         record.positions = None
+        stepStart = time.perf_counter()
         try:
             self.draftIntegrator.step(1)
+            self.statistics.draftIntegratorSeconds += time.perf_counter() - stepStart
         except openmm.OpenMMException as exc:
             logger.debug("draft step %d failed: %s", j, exc)
             record.failed = threw = True
         if not record.failed:
-            state = self.draftContext.getState(getPositions=True, getVelocities=self.control == "draft_velocity")
+            state = self.draftContext.getState(getPositions=True, getVelocities=True)
             record.positions = np.asarray(state.getPositions(asNumpy=True)._value)
-            if self._constrained:
-                record.xpre = np.asarray(self.draftIntegrator.getPerDofVariable(self._xpreIndex))
-            else:
-                record.xpre = record.positions
+            record.xpre = np.asarray(state.getVelocities(asNumpy=True)._value)  # see integrators.draftIntegrator
             record.failed = not (np.all(np.isfinite(record.positions)) and np.all(np.isfinite(record.xpre)))
             if self.control == "draft_velocity":
-                self._draftVelocities[j] = np.asarray(state.getVelocities(asNumpy=True)._value)
+                self._draftVelocities[j] = np.asarray(self.draftIntegrator.getPerDofVariable(self._vdIndex))
         record.fd = None
         lag = self.correction.lag or 0
         if lag > 0 and self.correction.source(j + lag, self.origin) is not None:

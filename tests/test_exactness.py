@@ -1,8 +1,9 @@
 """LSD has exactly the law of the serial integrator (DESIGN.md section 5), and broken variants do not.
 
-Test: from one fixed state (3 particles, anisotropic wells, a bonded chain; the
-draft's wells are softer and shifted by 0.3 nm, acceptance 0.65-0.8), R
-independent repetitions of 4 steps with LSD against R with the serial
+Test: from one fixed state (3 particles in anisotropic wells, a bonded chain; the
+draft's wells are softer and shifted by 0.3 nm and it carries a short-wavelength
+ripple that no offset can follow, so acceptance stays at 0.34-0.66), R
+independent repetitions of 6 steps with LSD against R with the serial
 integrator on the target; two-sample Kolmogorov-Smirnov tests on the 18 final
 coordinates (x and v) and 6 fixed random projections, Bonferroni-combined
 (tests/exactness.py).  Fixed seeds, so every outcome below is deterministic.
@@ -12,13 +13,13 @@ coordinates (x and v) and 6 fixed random projections, Bonferroni-combined
   accept-always (the draft's law), the draft velocity in place of the target
   velocity (LangevinMiddle only: under leapfrog velocities follow positions, so
   that bug is void there, DESIGN.md section 6), rejection resampled around the
-  draft mean instead of reflected, and a wrong noise scale in the coupling.
+  draft mean instead of reflected, and a wrong noise scale (1.5 sigma) in the coupling.
 
 Sample sizes: the default path (LangevinMiddle, 'offset' correction, with a
 constraint and a CMMotionRemover every 2 steps starting at odd step 3) uses
-R = 10,000; every other configuration R = 5,000, at which all its controls
-were measured at p < 1e-10 except the constrained draft-velocity control,
-p ~ 1e-11 (at R = 2,500 it was 1.4e-6, which is why R is not smaller).
+R = 10,000; every other configuration R = 5,000.  Measured p-values (docs/exactness.md):
+exact variants 0.44-1; the weakest control is the draft-velocity control with a
+virtual site and offset lag 3, p = 1.4e-9; all others p < 1e-11.
 """
 
 import pytest
