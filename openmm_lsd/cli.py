@@ -54,6 +54,14 @@ def bench(args, passthrough):
               f"{result['batch_seconds'] * 1e3:.2f} ms, {result['batch']} calls {result['separate_seconds'] * 1e3:.2f} ms, "
               f"throughput ratio {result['throughput_ratio']:.2f}x (medians of {result['repeats']})")
         return
+    if result["case"] == "overhead":
+        print(f"case overhead: {result['atoms']} atoms, {result['steps']} steps, correction {result['draftCorrection']}: "
+              f"per drafted step, draft integrator {result['draft_integrator_seconds'] * 1e3:.2f} ms, engine work "
+              f"around it {result['around_draft_seconds'] * 1e3:.2f} ms, controller "
+              f"{result['controller_seconds_per_verified_step'] * 1e3:.2f} ms per verified step: overhead "
+              f"{result['overhead_seconds_per_drafted_step'] * 1e3:.2f} ms = "
+              f"{100 * result['overhead_fraction_of_20ms_target']:.1f}% of a 20 ms target call")
+        return
     print(f"case {result['case']}: K = {result['verifiers']} verifiers, window {result['window']}, "
           f"lag {result['lag']}, {result['steps']} steps")
     print(f"  serial {result['serial_seconds_per_step'] * 1e3:.2f} ms/step, LSD {result['lsd_seconds_per_step'] * 1e3:.2f} "

@@ -13,7 +13,8 @@ Each scheme appears three times, and all three follow the same step list:
 * the *replay* integrators: the target step split in two phases on a
   force-free Context that carries the target's constraints, virtual sites and
   CMMotionRemover.  Phase A (``mean``) takes the target force ``ft`` at the
-  step's start and computes the target mean ``mu``; phase B (``finish``) takes
+  step's start and leaves the velocity from which the target mean follows;
+  phase B (``finish``) takes
   the coupled ``xpre`` and finishes the step with OpenMM's own constraint
   algorithm, reference positions at the step's start (DESIGN.md sections 2, 4, 6).
 
@@ -181,9 +182,9 @@ def replayIntegrator(coeffs):
 
     Phase A (integrator 0), from the accepted state (x, v) with the target force
     ``ft`` at x: applies CMMotionRemover (update context state), then
-    LangevinMiddle: v1 = Pi_x(v + dt ft/m), mu = x + dt/2 (1 + a) v1;
-    leapfrog: v' = a v + (1 - a)/gamma ft/m, mu = x + dt v'.
-    The Context's velocities are left at v1 (resp. v').
+    LangevinMiddle: v1 = Pi_x(v + dt ft/m); leapfrog: v' = a v + (1 - a)/gamma ft/m.
+    The Context's velocities are left at v1 (resp. v'), from which the controller
+    reads the target mean mu = x + dt/2 (1 + a) v1 (resp. x + dt v') with one getState.
 
     Phase B (integrator 1), given the coupled ``xpre``: LangevinMiddle:
     v2 = 2 (xpre - x_half)/dt, x = P_x(xpre), v = v2 + (x - xpre)/dt;
@@ -192,15 +193,12 @@ def replayIntegrator(coeffs):
     mean = openmm.CustomIntegrator(coeffs.dt)
     _add_globals(mean, coeffs)
     mean.addPerDofVariable("ft", 0)
-    mean.addPerDofVariable("mu", 0)
     mean.addUpdateContextState()
     if coeffs.scheme == "LangevinMiddle":
         mean.addComputePerDof("v", "v + dt*ft/m")
         mean.addConstrainVelocities()
-        mean.addComputePerDof("mu", "x + 0.5*dt*(1+a)*v")
     else:
         mean.addComputePerDof("v", "a*v + (1-a)/gamma*ft/m")
-        mean.addComputePerDof("mu", "x + dt*v")
 
     finish = openmm.CustomIntegrator(coeffs.dt)
     _add_globals(finish, coeffs)
