@@ -234,6 +234,8 @@ def main(argv=None):
         "draft_seconds": draftSeconds,
         "overhead_seconds": s.verifySeconds / max(s.steps, 1),
         "target_evaluations": s.targetEvaluations,
+        "queue_wait_seconds_mean": float(np.mean(verifier.queueWaits)) if getattr(verifier, "queueWaits", None) else 0.0,
+        "queue_wait_seconds_median": float(np.median(verifier.queueWaits)) if getattr(verifier, "queueWaits", None) else 0.0,
         "draft_steps": s.draftSteps,
         "platform": args.platform,
     }

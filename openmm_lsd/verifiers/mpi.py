@@ -112,6 +112,8 @@ class MPIVerifier(Verifier):
         self._closed = False
         self.numEvaluations = 0
         self.targetSeconds = 0.0
+        #: seconds each dispatched job waited on rank 0 for an idle rank
+        self.queueWaits = []
         self._status = None
         _abortOnUncaughtException(comm)
 
@@ -121,7 +123,7 @@ class MPIVerifier(Verifier):
 
     def submit(self, key, positions):
         self._wanted.add(key)
-        self._queue.append((key, positions))
+        self._queue.append((key, positions, time.perf_counter()))
         self._dispatch()
 
     def cancel(self, predicate):
@@ -132,9 +134,11 @@ class MPIVerifier(Verifier):
 
     def _dispatch(self):
         while self._idle and self._queue:
-            key, positions = self._queue.popleft()
+            key, positions, queued = self._queue.popleft()
             rank = self._idle.popleft()
-            self._busy[rank] = (key, time.perf_counter())
+            now = time.perf_counter()
+            self.queueWaits.append(now - queued)
+            self._busy[rank] = (key, now)
             self._sends.append(self.comm.isend((key, positions), dest=rank, tag=_JOB))
         if len(self._sends) > 64:
             self._sends = [request for request in self._sends if not request.Test()]
