@@ -233,6 +233,7 @@ class SpeculativeController:
         self.records = {}
         self.draftFailed = False
         self.draftStep = self.step
+        self.restartStep = self.step
         self.draftContext.setPositions(self.positions)
         # The draft integrator keeps its velocity in ``vd`` (its Context's velocities carry x_pre).
         self.draftIntegrator.setPerDofVariableByName("vd", self.velocities)
@@ -256,15 +257,21 @@ class SpeculativeController:
             self.forces[index] = forces
         return self.forces[index]
 
+    def _source(self, j):
+        return self.correction.source(j, self.origin, self.restartStep)
+
     def _ready(self, j):
         """Whether drafting step j may start now (its correction's inputs are accepted history)."""
         if self.draftFailed:
             return False
-        s = self.correction.source(j, self.origin)
+        s = self._source(j)
         return s is None or s < self.step
 
     def _correctionFor(self, j):
-        return self.correction.value(j, self.origin, self.differences)
+        # A difference that was never formed (the draft step threw, or gave non-finite forces) means no
+        # correction: still a function of the accepted history, so still exact.
+        s = self._source(j)
+        return None if s is None else self.differences.get(s)
 
     def draft(self):
         """Draft one step past ``draftStep`` and submit its position for verification."""
@@ -295,13 +302,9 @@ class SpeculativeController:
             if self.control == "draft_velocity":
                 self._draftVelocities[j] = np.asarray(self.draftIntegrator.getPerDofVariable(self._vdIndex))
         record.fd = None
-        lag = self.correction.lag or 0
-        if lag > 0 and self.correction.source(j + lag, self.origin) is not None:
-            # F_d(x_{j-1}), the draft half of dF_{j-1}, which drafting step j + lag will use.  A step that
-            # threw may not have reached the line that records it: then dF is NaN, the draft fails again
-            # there, and that step falls back to a serial target step, which is exact.
-            record.fd = (np.full((self.numParticles, 3), np.nan) if threw
-                         else np.asarray(self.draftIntegrator.getPerDofVariable(self._fdIndex)))
+        if self.correction.lag is not None and not threw:
+            # F_d(x_{j-1}), the draft half of dF_{j-1}, which a later step's correction may use.
+            record.fd = np.asarray(self.draftIntegrator.getPerDofVariable(self._fdIndex))
         self.records[j] = record
         self.draftStep = j
         self.statistics.draftSteps += 1
@@ -354,7 +357,9 @@ class SpeculativeController:
                 else:
                     xpre[massive] = muTarget[massive] + sig * w.reshape(-1, 3)
         if record.fd is not None:
-            self.differences[j - 1] = forces - record.fd
+            difference = forces - record.fd
+            if np.all(np.isfinite(difference)):
+                self.differences[j - 1] = difference
         # Phase B: the target's own constraint step from x_{j-1}.
         self._finish.setPerDofVariableByName("xpre", xpre)
         self.replayIntegrator.setCurrentIntegrator(1)
@@ -390,8 +395,9 @@ class SpeculativeController:
         self.records.pop(t - 1, None)  # x_t itself may still await submission (window 1)
         self.forces.pop(t - 1, None)
         self._draftVelocities.pop(t - 1, None)
+        # Pending and future drafts need s >= t - lag - 1, or the last restart's r - 1.
         keep = t - (self.correction.lag or 0) - 1
-        for s in [s for s in self.differences if s < keep]:
+        for s in [s for s in self.differences if s < keep and s != self.restartStep - 1]:
             del self.differences[s]
 
     def advance(self, steps):

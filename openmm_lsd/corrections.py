@@ -5,10 +5,16 @@ correction used for drafting step t is a function of the *accepted* history
 alone, chosen by step index with a fixed lag (DESIGN.md sections 3 and 9):
 target forces at discarded draft positions are never used.
 
-The correction for drafting step j (which starts from x_{j-1}) may use the
-force difference dF_s = F_t(x_s) - F_d(x_s) at accepted positions
-s <= j - 1 - lag.  With lag L >= 1 the draft may run L steps past the
-verified frontier without waiting.
+The correction for drafting step j (which starts from x_{j-1}) uses the force
+difference dF_s = F_t(x_s) - F_d(x_s) at one accepted position s, chosen by
+index: the newer of s = j - 1 - lag and s = r - 1, where r is the step at which
+the draft last restarted (a rejection, a fallback, or a state set by the user).
+Both are known when step j is drafted without waiting for the target: x_{j-1-L}
+was verified at least L steps ago, and F_t(x_{r-1}) is what verified step r.
+Both are functions of the accepted history before step j (rejection indices
+included), so the run stays exact and the same for any window or verifier
+count (DESIGN.md section 9).  This is DESIGN.md section 7's "offset from the
+last verified position before the restart", refreshed every step afterwards.
 """
 
 __all__ = ["makeCorrection"]
@@ -22,11 +28,8 @@ class NoCorrection:
     name = "none"
     lag = None
 
-    def source(self, j, origin):
-        """The accepted index whose force difference drafting step j needs, or None."""
-        return None
-
-    def value(self, j, origin, differences):
+    def source(self, j, origin, restart):
+        """The accepted index s whose force difference dF_s drafting step j uses, or None."""
         return None
 
     def settings(self):
@@ -34,7 +37,7 @@ class NoCorrection:
 
 
 class OffsetCorrection:
-    """``'offset'``: c_j = F_t(x_s) - F_d(x_s) with s = j - 1 - lag (zero while s precedes the run).
+    """``'offset'``: c_j = F_t(x_s) - F_d(x_s), s = max(j - 1 - lag, r - 1) (zero while s precedes the run).
 
     Parameters
     ----------
@@ -53,13 +56,9 @@ class OffsetCorrection:
                 "draft force equal the target force at every step, i.e. a serial target run)")
         self.lag = lag
 
-    def source(self, j, origin):
-        s = j - 1 - self.lag
+    def source(self, j, origin, restart):
+        s = max(j - 1 - self.lag, restart - 1)
         return s if s >= origin else None
-
-    def value(self, j, origin, differences):
-        s = self.source(j, origin)
-        return None if s is None else differences[s]
 
     def settings(self):
         return {"draftCorrection": self.name, "correctionLag": self.lag}

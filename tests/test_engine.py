@@ -166,7 +166,7 @@ def test_long_run_harmonic_target_anharmonic_draft():
 
     def run(control):
         target = toy(1, k=(k, k, k), bond=0)
-        draft = toy(1, k=(k, k, k), bond=0, anharmonic=3e4)
+        draft = toy(1, k=(k, k, k), bond=0, anharmonic=1.5e5)
         sim = SpeculativeSimulation(topology(1), target, draft, 300, 5.0, 0.004, window=8,
                                     draftCorrection="offset", correctionLag=4, platform="Reference", seed=77,
                                     _control=control)
