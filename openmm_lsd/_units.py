@@ -36,8 +36,8 @@ def in_units(value, target_unit, name):
         if not value.unit.is_compatible(target_unit):
             raise TypeError(f"{name} has units of {value.unit}, which are not compatible with {target_unit}")
         value = value.value_in_unit(target_unit)
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number in {target_unit}, got {value!r}")
+    if isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"{name} must be a number in {target_unit} or an openmm.unit.Quantity, got {value!r}")
     try:
         value = float(value)
     except (TypeError, ValueError):

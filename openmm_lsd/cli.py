@@ -42,6 +42,8 @@ def bench(args, passthrough):
             raise SystemExit("openmm-lsd bench: --verifiers > 0 needs mpi4py: pip install 'openmm-lsd[mpi]'")
         inner = [_mpiexec(), "-n", str(args.verifiers + 1)] + inner
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    # One thread per process for threaded targets (tblite): ranks must not oversubscribe the cores.
+    env.setdefault("OMP_NUM_THREADS", "1")
     completed = subprocess.run(inner, env=env, stdout=subprocess.PIPE, text=True)
     if completed.returncode != 0:
         sys.stdout.write(completed.stdout)

@@ -38,7 +38,7 @@ CONFIGS = {
     "middle-constraint": dict(scheme="LangevinMiddle", constraint=True, cmm=None, correction="none", reps=5_000),
     "middle-cmm": dict(scheme="LangevinMiddle", constraint=False, cmm=1, correction="none", reps=5_000),
     "middle-vsite": dict(scheme="LangevinMiddle", constraint=True, cmm=2, correction="offset", lag=3,
-                         virtualSite=True, reps=5_000),
+                         virtualSite=True, reps=10_000),
     "leapfrog-plain": dict(scheme="leapfrog", constraint=False, cmm=None, correction="none", reps=5_000),
     "leapfrog-constraint-cmm": dict(scheme="leapfrog", constraint=True, cmm=2, correction="offset", lag=2,
                                     reps=5_000),
