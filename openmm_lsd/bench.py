@@ -137,7 +137,9 @@ def controllerOverhead(steps=200, seed=1, referenceTargetSeconds=0.020):
     """Per drafted step, the engine's own work around the draft integrator, for ~1,000 atoms.
 
     A 2.16 nm box of rigid TIP3P water (972 atoms, PME, CPU platform with 1
-    thread) as both target and draft, in-process.  Reported per drafted step:
+    thread) as both target and draft; in-process, or under ``mpiexec`` with
+    verifier ranks (which also return the draft forces the offset needs, so
+    rank 0 does not read them back).  Reported per drafted step:
     the draft integrator's step alone, everything else the draft phase does
     (noise, correction, reading x_j and x_pre back), and the controller's
     verification work per verified step (replay Context, coupling), against a
@@ -167,6 +169,7 @@ def controllerOverhead(steps=200, seed=1, referenceTargetSeconds=0.020):
     controller = verifySeconds / verified
     overhead = aroundDraft + controller * verified / drafted
     return {"case": "overhead", "atoms": modeller.topology.getNumAtoms(), "steps": verified, "draft_steps": drafted,
+            "verifiers": getattr(sim.verifier, "numVerifiers", 0),
             "draft_integrator_seconds": integratorSeconds / drafted, "around_draft_seconds": aroundDraft,
             "controller_seconds_per_verified_step": controller, "overhead_seconds_per_drafted_step": overhead,
             "overhead_fraction_of_20ms_target": overhead / referenceTargetSeconds,

@@ -57,7 +57,8 @@ def bench(args, passthrough):
               f"throughput ratio {result['throughput_ratio']:.2f}x (medians of {result['repeats']})")
         return
     if result["case"] == "overhead":
-        print(f"case overhead: {result['atoms']} atoms, {result['steps']} steps, correction {result['draftCorrection']}: "
+        print(f"case overhead: {result['atoms']} atoms, K = {result['verifiers']} verifier ranks, {result['steps']} steps, "
+              f"correction {result['draftCorrection']}: "
               f"per drafted step, draft integrator {result['draft_integrator_seconds'] * 1e3:.2f} ms, engine work "
               f"around it {result['around_draft_seconds'] * 1e3:.2f} ms, controller "
               f"{result['controller_seconds_per_verified_step'] * 1e3:.2f} ms per verified step: overhead "

@@ -182,6 +182,7 @@ class SpeculativeController:
         self._mean = self.replayIntegrator.getIntegrator(0)
         self._finish = self.replayIntegrator.getIntegrator(1)
         self.verifier = verifier
+        self._verifierDraftForces = bool(getattr(verifier, "providesDraftForces", False))
         self.window = window
         self.correction = correction
         self.seed = seed
@@ -230,6 +231,7 @@ class SpeculativeController:
         epoch = self.epoch
         self.verifier.cancel(lambda key: key[0] != epoch)
         self.forces = {}
+        self._draftForces = {}  # index -> F_d at the submitted x_index, where the verifier returns it
         self.records = {}
         self.draftFailed = False
         self.draftStep = self.step
@@ -247,7 +249,9 @@ class SpeculativeController:
     def _targetForce(self, index):
         """F_t at the accepted position x_index (waits for the verifier)."""
         if index not in self.forces:
-            forces = self.verifier.result((self.epoch, index))
+            forces, draftForces = self.verifier.resultWithDraft((self.epoch, index))
+            if draftForces is not None:
+                self._draftForces[index] = draftForces
             if not np.all(np.isfinite(forces)):
                 bad = np.argsort(-np.nan_to_num(np.abs(forces).max(axis=1), nan=np.inf))[:5]
                 raise RuntimeError(
@@ -302,7 +306,7 @@ class SpeculativeController:
             if self.control == "draft_velocity":
                 self._draftVelocities[j] = np.asarray(self.draftIntegrator.getPerDofVariable(self._vdIndex))
         record.fd = None
-        if self.correction.lag is not None and not threw:
+        if self.correction.lag is not None and not threw and not self._verifierDraftForces:
             # F_d(x_{j-1}), the draft half of dF_{j-1}, which a later step's correction may use.
             record.fd = np.asarray(self.draftIntegrator.getPerDofVariable(self._fdIndex))
         self.records[j] = record
@@ -356,8 +360,9 @@ class SpeculativeController:
                     xpre[massive] = muDraft + self._sigmaMassive * record.rng.standard_normal(muDraft.shape)
                 else:
                     xpre[massive] = muTarget[massive] + sig * w.reshape(-1, 3)
-        if record.fd is not None:
-            difference = forces - record.fd
+        fd = record.fd if record.fd is not None else self._draftForces.pop(j - 1, None)
+        if fd is not None:
+            difference = forces - fd
             if np.all(np.isfinite(difference)):
                 self.differences[j - 1] = difference
         # Phase B: the target's own constraint step from x_{j-1}.
@@ -394,6 +399,7 @@ class SpeculativeController:
         t = self.step
         self.records.pop(t - 1, None)  # x_t itself may still await submission (window 1)
         self.forces.pop(t - 1, None)
+        self._draftForces.pop(t - 1, None)
         self._draftVelocities.pop(t - 1, None)
         # Pending and future drafts need s >= t - lag - 1, or the last restart's r - 1.
         keep = t - (self.correction.lag or 0) - 1

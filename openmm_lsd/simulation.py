@@ -155,7 +155,7 @@ class SpeculativeSimulation:
         if verifier == "mpi":
             comm = _mpi.world()
             if comm.Get_rank() > 0:
-                self._serveAndExit(comm, targetSystem, stepSize, platform, platformProperties)
+                self._serveAndExit(comm, targetSystem, draftSystem, stepSize, platform, platformProperties)
             verifier = _mpi.MPIVerifier(comm, verifierTimeout)
             atexit.register(verifier.close)
 
@@ -199,7 +199,7 @@ class SpeculativeSimulation:
         raise ValueError(f"verifier must be 'inprocess', 'mpi' or a Verifier, got {verifier!r}")
 
     @staticmethod
-    def _serveAndExit(comm, targetSystem, stepSize, platform, properties):
+    def _serveAndExit(comm, targetSystem, draftSystem, stepSize, platform, properties):
         """Verifier ranks: a target Context that serves rank 0, then the end of this process."""
         rank = comm.Get_rank()
         properties = dict(properties or {})
@@ -208,8 +208,11 @@ class SpeculativeSimulation:
             names = [d for d in devices.split(",") if d.strip()]
             properties.setdefault("DeviceIndex", names[(rank - 1) % len(names)].strip())
         context = _context(targetSystem, openmm.VerletIntegrator(stepSize), platform, properties)
-        _mpi.serve(comm, context)
-        del context
+        # The draft forces at the same positions, for the offset correction (rank 0's draft runs on the
+        # Platform the target Context gets, so these are the same numbers).
+        draftContext = _context(draftSystem, openmm.VerletIntegrator(stepSize), context.getPlatform(), properties)
+        _mpi.serve(comm, context, draftContext)
+        del context, draftContext
         sys.exit(0)
 
     def close(self):

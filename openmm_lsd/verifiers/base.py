@@ -22,6 +22,8 @@ class Verifier:
     numEvaluations = 0
     #: wall seconds spent inside target evaluations, as seen by this process
     targetSeconds = 0.0
+    #: whether :meth:`resultWithDraft` also returns the draft forces at the submitted positions
+    providesDraftForces = False
 
     def submit(self, key, positions):
         """Queue an evaluation of the target forces at ``positions`` (nm, (N, 3) array)."""
@@ -30,6 +32,15 @@ class Verifier:
     def result(self, key):
         """Return the target forces for ``key``, waiting if they are not ready."""
         raise NotImplementedError
+
+    def resultWithDraft(self, key):
+        """``(target forces, draft forces or None)`` for ``key``.
+
+        Verifiers that hold a draft Context too (MPI ranks) return the draft
+        forces at the same positions, which the offset correction needs; the
+        controller then need not read them back from its own draft Context.
+        """
+        return self.result(key), None
 
     def cancel(self, predicate):
         """Forget every submitted key for which ``predicate(key)`` is true."""

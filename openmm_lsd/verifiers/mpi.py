@@ -97,6 +97,8 @@ class MPIVerifier(Verifier):
         that job dead or hung.
     """
 
+    providesDraftForces = True
+
     def __init__(self, comm, timeout=DEFAULT_TIMEOUT):
         if comm.Get_size() < 2:
             raise ValueError("MPIVerifier needs at least 2 ranks (rank 0 drafts, ranks 1.. verify)")
@@ -108,6 +110,7 @@ class MPIVerifier(Verifier):
         self._queue = collections.deque()
         self._wanted = set()
         self._results = {}
+        self._draftResults = {}
         self._sends = []
         self._closed = False
         self.numEvaluations = 0
@@ -130,6 +133,7 @@ class MPIVerifier(Verifier):
         self._wanted = {key for key in self._wanted if not predicate(key)}
         for key in [key for key in self._results if predicate(key)]:
             del self._results[key]
+            self._draftResults.pop(key, None)
         self._queue = collections.deque(item for item in self._queue if not predicate(item[0]))
 
     def _dispatch(self):
@@ -154,7 +158,7 @@ class MPIVerifier(Verifier):
             rank, tag = status.Get_source(), status.Get_tag()
             message = self.comm.recv(source=rank, tag=tag)
             received = True
-            key, payload, seconds = message
+            key, payload, seconds, draftForces = message
             self._busy.pop(rank, None)
             self._idle.append(rank)
             if tag == _ERROR:
@@ -163,6 +167,7 @@ class MPIVerifier(Verifier):
             self.targetSeconds += seconds
             if key in self._wanted:
                 self._results[key] = payload
+                self._draftResults[key] = draftForces
         if received:
             self._dispatch()
         return received
@@ -176,6 +181,9 @@ class MPIVerifier(Verifier):
                     f"{held[1]} (timeout {self.timeout:g} s): the rank died or hangs")
 
     def result(self, key):
+        return self.resultWithDraft(key)[0]
+
+    def resultWithDraft(self, key):
         backoff = _Backoff(2e-5, 2e-4)
         while key not in self._results:
             if key not in self._wanted:
@@ -187,7 +195,7 @@ class MPIVerifier(Verifier):
             else:
                 backoff.wait()
         self._wanted.discard(key)
-        return self._results.pop(key)
+        return self._results.pop(key), self._draftResults.pop(key, None)
 
     def close(self):
         """Let busy ranks finish (at most ``timeout`` s), then tell every verifier rank to stop.
@@ -206,6 +214,10 @@ class MPIVerifier(Verifier):
                 self._checkTimeouts()
                 if not self._progress():
                     backoff.wait()
+            from mpi4py import MPI
+
+            MPI.Request.Waitall(self._sends)
+            self._sends = []
         except RuntimeError as exc:
             sys.stderr.write(f"openmm-lsd: {exc}; aborting the MPI job\n")
             sys.stderr.flush()
@@ -215,8 +227,12 @@ class MPIVerifier(Verifier):
             self.comm.send(None, dest=rank, tag=_STOP)
 
 
-def serve(comm, context):
-    """Verifier ranks: evaluate target forces on ``context`` for rank 0 until told to stop."""
+def serve(comm, context, draftContext=None):
+    """Verifier ranks: evaluate target forces on ``context`` for rank 0 until told to stop.
+
+    With ``draftContext``, the draft forces at the same positions go back too (for the offset
+    correction), so that rank 0 need not read them out of its draft integrator.
+    """
     from mpi4py import MPI
 
     status = MPI.Status()
@@ -238,6 +254,14 @@ def serve(comm, context):
             forces = forcesFromState(context.getState(getForces=True))
         except Exception as exc:  # report any failure to rank 0 rather than dying silently
             logger.error("rank %d: target evaluation failed: %s", rank, exc)
-            comm.send((key, f"{type(exc).__name__}: {exc}", 0.0), dest=0, tag=_ERROR)
+            comm.send((key, f"{type(exc).__name__}: {exc}", 0.0, None), dest=0, tag=_ERROR)
             continue
-        comm.send((key, forces, time.perf_counter() - start), dest=0, tag=_RESULT)
+        seconds = time.perf_counter() - start
+        draftForces = None
+        if draftContext is not None:
+            try:
+                draftContext.setPositions(positions)
+                draftForces = forcesFromState(draftContext.getState(getForces=True))
+            except Exception as exc:  # the controller then reads the draft force itself
+                logger.warning("rank %d: draft force evaluation failed: %s", rank, exc)
+        comm.send((key, forces, seconds, draftForces), dest=0, tag=_RESULT)
