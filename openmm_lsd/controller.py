@@ -145,7 +145,7 @@ class Statistics:
 class _Draft:
     """What the controller keeps of one drafted step j."""
 
-    __slots__ = ("xi", "logU", "rng", "xpre", "positions", "fd", "velocities", "failed")
+    __slots__ = ("xi", "logU", "rng", "xpre", "positions", "fd", "failed")
 
 
 class SpeculativeController:

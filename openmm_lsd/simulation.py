@@ -83,8 +83,10 @@ class SpeculativeSimulation:
     scheme : str
         ``'LangevinMiddle'`` (default; ``'Langevin'`` is the same) or ``'leapfrog'``.
     draftCorrection : str
-        ``'offset'`` (default): the draft force is corrected by F_t - F_d at the
-        accepted position ``correctionLag`` steps back; ``'none'``.
+        ``'offset'`` (default): the draft force for step j is corrected by
+        F_t - F_d at one accepted position, the newer of x_{j-1-L} (L =
+        ``correctionLag``) and the position just before the draft's last
+        restart (see :mod:`openmm_lsd.corrections`); ``'none'``.
     correctionLag : int, optional
         Lag L of the correction (default 8).  The draft never runs more than L
         steps past the verified frontier.
