@@ -9,7 +9,8 @@ from .controller import Statistics, stepNoise
 from .coupling import acceptanceProbability, couple
 from .integrators import LeapfrogLangevinIntegrator
 from .simulation import SpeculativeSimulation
-from .verifiers import InProcessVerifier, Verifier
+from .verifiers import BatchedVerifier, InProcessVerifier, Verifier
+from .verifiers.mpi import assignDevice
 
 __version__ = "0.1.0"
 
@@ -19,6 +20,8 @@ __all__ = [
     "Statistics",
     "Verifier",
     "InProcessVerifier",
+    "BatchedVerifier",
+    "assignDevice",
     "acceptanceProbability",
     "couple",
     "stepNoise",

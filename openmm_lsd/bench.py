@@ -31,6 +31,7 @@ from openmm import app, unit
 
 from .emulation import latencySystem
 from .simulation import SpeculativeSimulation
+from .verifiers.mpi import launchRank
 
 CASES = ("emulated", "xtb-water", "batched", "overhead")
 
@@ -176,13 +177,6 @@ def controllerOverhead(steps=200, seed=1, referenceTargetSeconds=0.020):
             "draftCorrection": sim.correction.name, "lag": sim.correction.lag}
 
 
-def _rank():
-    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
-        if name in os.environ:
-            return int(os.environ[name])
-    return 0
-
-
 def _velocities(system, positions, temperature, seed):
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     context.setPositions(positions)
@@ -223,7 +217,7 @@ def main(argv=None):
         result = batchedThroughput(hidden=args.hidden)
         result["command"] = args.command
         return _write(result, args.json)
-    rank = _rank()
+    rank = launchRank()
     if args.case == "xtb-water":
         topology, positions, target, draft = xtbWaterCase()
     else:

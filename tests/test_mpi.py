@@ -57,3 +57,27 @@ def test_dead_verifier_rank_ends_the_job(tmp_path):
     run = launch(3, tmp_path / "x.npy", "--die-rank", "1", limit=60)
     assert run.returncode != 0
     assert not (tmp_path / "x.npy").exists()
+
+
+@pytest.mark.parametrize("rank, expected", [("0", "4"), ("1", "4"), ("2", "5"), ("3", "7"), ("5", "5")])
+def test_assign_device_spreads_ranks_over_gpus(monkeypatch, rank, expected):
+    from openmm_lsd import assignDevice
+
+    for name in ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "OPENMM_LSD_DEVICES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PMI_RANK", rank)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,7")
+    monkeypatch.setenv("OPENMM_LSD_DEVICES", "4,5,7")
+    assert assignDevice() == expected
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == expected
+    assert "OPENMM_LSD_DEVICES" not in os.environ
+
+
+def test_assign_device_without_devices_changes_nothing(monkeypatch):
+    from openmm_lsd import assignDevice
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("OPENMM_LSD_DEVICES", raising=False)
+    assert assignDevice() is None
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    assert assignDevice(devices=[2]) == "2"

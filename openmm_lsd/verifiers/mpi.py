@@ -46,6 +46,55 @@ def launchedUnderMPI():
     return False
 
 
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
+
+
+def launchRank():
+    """This process's MPI rank as the launcher announced it (0 when not launched by MPI)."""
+    for name in _RANK_VARIABLES:
+        if name in os.environ:
+            try:
+                return int(os.environ[name])
+            except ValueError:
+                pass
+    return 0
+
+
+def assignDevice(devices=None):
+    """Give this rank one GPU by setting ``CUDA_VISIBLE_DEVICES``, before any model is loaded.
+
+    Call it at the top of a script launched with ``mpiexec -n K+1``, before
+    torch, openmm-ml or a CUDA Context is created: verifier rank r (1..K) gets
+    ``devices[(r - 1) % len(devices)]``, rank 0 (the draft) gets ``devices[0]``.
+    Every process then sees exactly one GPU, so OpenMM's ``DeviceIndex`` and
+    torch's ``cuda:0`` both mean that GPU.
+
+    Parameters
+    ----------
+    devices : list of str or int, optional
+        The GPUs to spread over; by default ``OPENMM_LSD_DEVICES``, else the
+        ``CUDA_VISIBLE_DEVICES`` the job was started with (comma-separated).
+
+    Returns
+    -------
+    str or None
+        The device given to this rank, or None when no device list is known
+        (nothing is changed then).
+    """
+    if devices is None:
+        text = os.environ.get("OPENMM_LSD_DEVICES") or os.environ.get("CUDA_VISIBLE_DEVICES") or ""
+        devices = [d.strip() for d in text.split(",") if d.strip()]
+    devices = [str(d) for d in devices]
+    if not devices:
+        return None
+    rank = launchRank()
+    chosen = devices[0] if rank == 0 else devices[(rank - 1) % len(devices)]
+    os.environ["CUDA_VISIBLE_DEVICES"] = chosen
+    # The one visible device is index 0 now: the DeviceIndex spreading of OPENMM_LSD_DEVICES no longer applies.
+    os.environ.pop("OPENMM_LSD_DEVICES", None)
+    return chosen
+
+
 def world():
     """``MPI.COMM_WORLD``, importing mpi4py with a clear error if it is missing."""
     try:
