@@ -2,7 +2,6 @@
 
 import atexit
 import logging
-import os
 import secrets
 import sys
 
@@ -205,10 +204,9 @@ class SpeculativeSimulation:
         """Verifier ranks: a target Context that serves rank 0, then the end of this process."""
         rank = comm.Get_rank()
         properties = dict(properties or {})
-        devices = os.environ.get("OPENMM_LSD_DEVICES")
+        devices = _mpi.deviceList("OPENMM_LSD_DEVICES")
         if platform is not None and devices and "DeviceIndex" in platform.getPropertyNames():
-            names = [d for d in devices.split(",") if d.strip()]
-            properties.setdefault("DeviceIndex", names[(rank - 1) % len(names)].strip())
+            properties.setdefault("DeviceIndex", devices[(rank - 1) % len(devices)])
         context = _context(targetSystem, openmm.VerletIntegrator(stepSize), platform, properties)
         # The draft forces at the same positions, for the offset correction (rank 0's draft runs on the
         # Platform the target Context gets, so these are the same numbers).

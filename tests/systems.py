@@ -2,7 +2,7 @@
 
 import numpy as np
 import openmm
-from openmm import app, unit
+from openmm import app
 
 MASSES = (12.0, 4.0, 16.0)
 

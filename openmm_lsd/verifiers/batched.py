@@ -28,7 +28,7 @@ class BatchedVerifier(Verifier):
     Examples
     --------
     >>> from openmm_lsd.models import TorchPairPotential
-    >>> model = TorchPairPotential.example(numParticles=22)
+    >>> model = TorchPairPotential(22)
     >>> verifier = BatchedVerifier(model.batchForces)
     """
 

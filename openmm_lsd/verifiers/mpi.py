@@ -8,7 +8,7 @@ requests until rank 0 is done, and ends the process.  Without ``mpiexec`` (or
 with one rank) the script runs in-process.
 
 Idle ranks never spin: they poll with ``Iprobe`` and sleep with a backoff from
-50 microseconds to 2 ms, because MPICH's blocking receive busy-polls and, on a
+50 microseconds to 0.5 ms, because MPICH's blocking receive busy-polls and, on a
 machine with fewer cores than ranks, steals the CPU that the draft and the
 other ranks need (DESIGN.md section 8).  Rank 0 waits the same way.
 
@@ -60,6 +60,11 @@ def launchRank():
     return 0
 
 
+def deviceList(variable):
+    """The comma-separated device names in environment variable ``variable`` (empty list if unset)."""
+    return [d.strip() for d in os.environ.get(variable, "").split(",") if d.strip()]
+
+
 def assignDevice(devices=None):
     """Give this rank one GPU by setting ``CUDA_VISIBLE_DEVICES``, before any model is loaded.
 
@@ -82,8 +87,7 @@ def assignDevice(devices=None):
         (nothing is changed then).
     """
     if devices is None:
-        text = os.environ.get("OPENMM_LSD_DEVICES") or os.environ.get("CUDA_VISIBLE_DEVICES") or ""
-        devices = [d.strip() for d in text.split(",") if d.strip()]
+        devices = deviceList("OPENMM_LSD_DEVICES") or deviceList("CUDA_VISIBLE_DEVICES")
     devices = [str(d) for d in devices]
     if not devices:
         return None
