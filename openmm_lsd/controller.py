@@ -183,6 +183,11 @@ class SpeculativeController:
         self._finish = self.replayIntegrator.getIntegrator(1)
         self.verifier = verifier
         self._verifierDraftForces = bool(getattr(verifier, "providesDraftForces", False))
+        # With no more evaluators than the window, positions of the next round wait for the current
+        # round's positions: submitted early they would occupy ranks that a rejection's restart needs
+        # (scheduling only; the trajectory does not depend on it).
+        slots = getattr(verifier, "concurrency", None)
+        self._roundLocked = slots is not None and slots <= window
         self.window = window
         self.correction = correction
         self.seed = seed
@@ -236,6 +241,7 @@ class SpeculativeController:
         self.draftFailed = False
         self.draftStep = self.step
         self.restartStep = self.step
+        self.roundStart = self.step
         self.draftContext.setPositions(self.positions)
         # The draft integrator keeps its velocity in ``vd`` (its Context's velocities carry x_pre).
         self.draftIntegrator.setPerDofVariableByName("vd", self.velocities)
@@ -318,6 +324,8 @@ class SpeculativeController:
 
     def _submitMore(self):
         last = min(self.draftStep, self.step + self.window - 1)
+        if self._roundLocked:
+            last = min(last, self.roundStart + self.window - 1)
         while self.submitted < last and not self.records[self.submitted + 1].failed:
             self.submitted += 1
             self.verifier.submit((self.epoch, self.submitted), self.records[self.submitted].positions)
@@ -386,6 +394,8 @@ class SpeculativeController:
         self.positions = positions
         self.velocities = velocities
         self.statistics._record(accepted, fallback)
+        if j >= self.roundStart + self.window:
+            self.roundStart = j
         self._prune()
         self.statistics.verifySeconds += time.perf_counter() - start
         if fallback:

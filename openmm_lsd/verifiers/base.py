@@ -24,6 +24,9 @@ class Verifier:
     targetSeconds = 0.0
     #: whether :meth:`resultWithDraft` also returns the draft forces at the submitted positions
     providesDraftForces = False
+    #: how many evaluations run at once (MPI: the number of ranks); None when submissions never wait
+    #: for a free evaluator (lazy or batched verifiers). The controller's scheduling reads it.
+    concurrency = None
 
     def submit(self, key, positions):
         """Queue an evaluation of the target forces at ``positions`` (nm, (N, 3) array)."""
