@@ -27,6 +27,7 @@ import numpy as np
 import openmm
 
 from .coupling import acceptanceProbability, couple
+from .verifiers.base import stateArray
 
 logger = logging.getLogger(__name__)
 
@@ -306,8 +307,8 @@ class SpeculativeController:
             record.failed = threw = True
         if not record.failed:
             state = self.draftContext.getState(getPositions=True, getVelocities=True)
-            record.positions = np.asarray(state.getPositions(asNumpy=True)._value)
-            record.xpre = np.asarray(state.getVelocities(asNumpy=True)._value)  # see integrators.draftIntegrator
+            record.positions = stateArray(state, "positions")
+            record.xpre = stateArray(state, "velocities")  # see integrators.draftIntegrator
             record.failed = not (np.all(np.isfinite(record.positions)) and np.all(np.isfinite(record.xpre)))
             if self.control == "draft_velocity":
                 self._draftVelocities[j] = np.asarray(self.draftIntegrator.getPerDofVariable(self._vdIndex))
@@ -343,7 +344,7 @@ class SpeculativeController:
         self._mean.setPerDofVariableByName("ft", forces)
         self.replayIntegrator.setCurrentIntegrator(0)
         self.replayIntegrator.step(1)
-        v1 = np.asarray(self.replayContext.getState(getVelocities=True).getVelocities(asNumpy=True)._value)
+        v1 = stateArray(self.replayContext.getState(getVelocities=True), "velocities")
         muTarget = self.positions + self._meanFactor * v1
         massive = self.massive
         xi = record.xi[massive]
@@ -379,8 +380,8 @@ class SpeculativeController:
         try:
             self.replayIntegrator.step(1)
             state = self.replayContext.getState(getPositions=True, getVelocities=True)
-            positions = np.asarray(state.getPositions(asNumpy=True)._value)
-            velocities = np.asarray(state.getVelocities(asNumpy=True)._value)
+            positions = stateArray(state, "positions")
+            velocities = stateArray(state, "velocities")
             ok = np.all(np.isfinite(positions)) and np.all(np.isfinite(velocities))
         except openmm.OpenMMException as exc:
             ok, reason = False, str(exc)

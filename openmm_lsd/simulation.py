@@ -16,6 +16,7 @@ from .corrections import makeCorrection
 from .integrators import _Coefficients, canonical_scheme, draftIntegrator, replayIntegrator, serialIntegrator
 from .verifiers import InProcessVerifier, Verifier
 from .verifiers import mpi as _mpi
+from .verifiers.base import stateArray
 
 logger = logging.getLogger(__name__)
 
@@ -281,8 +282,7 @@ class SpeculativeSimulation:
 
     def _contextState(self):
         state = self.context.getState(getPositions=True, getVelocities=True)
-        return (np.asarray(state.getPositions(asNumpy=True)._value),
-                np.asarray(state.getVelocities(asNumpy=True)._value),
+        return (stateArray(state, "positions"), stateArray(state, "velocities"),
                 self.context.getStepCount(), state.getTime().value_in_unit(unit.picosecond))
 
     def _advance(self, steps):

@@ -1,0 +1,249 @@
+"""Targets from openmm-ml, drafts from OpenMM force fields, and the package's named example systems.
+
+Targets (:func:`createTarget`):
+
+- ``'gfn2-xtb'`` / ``'gfn1-xtb'``: semi-empirical QM through openmm-ml's ``ase``
+  potential and tblite's calculator (extra ``xtb``: openmmml, ase, tblite). Installs
+  from PyPI and needs no downloaded weights: the offline default.
+- any other name is an openmm-ml potential (``'ani2x'``, ``'mace-off23-small'``,
+  ``'aimnet2'``, ...; keyword arguments such as ``modelPath`` pass through). Their
+  weights download on first use, so they need internet once.
+- with ``mmSystem`` and ``mlAtoms``, an ML/MM System from openmm-ml's
+  ``createMixedSystem``: the ML model on ``mlAtoms``, the classical System elsewhere.
+  The classical System itself is then the natural draft: force differences live only
+  on the ML atoms (DESIGN.md section 7).
+
+openmm-ml's ``createSystem`` has no constraints and a ``CMMotionRemover``; a rigid
+draft needs the same constraints in the target (the engine refuses a mismatch), so
+:func:`createDraft` returns a draft built from force fields with the target's masses,
+and :func:`constrainLike` gives the target the draft's constraints. The target then is
+"the model with rigid waters / H bonds": the serial reference run uses the same System.
+
+Named examples (:data:`EXAMPLES`, :func:`example`) return an :class:`Example` with
+topology, positions, target and draft; ``openmm-lsd run --system NAME`` and the
+scripts in ``examples/`` use them.
+"""
+
+import dataclasses
+from importlib import resources
+
+import numpy as np
+import openmm
+from openmm import app, unit
+
+DEFAULT_FORCEFIELD = ("amber14-all.xml", "amber14/tip3p.xml")
+XTB_METHODS = {"gfn2-xtb": "GFN2-xTB", "gfn1-xtb": "GFN1-xTB"}
+#: openmm-ml potentials whose weights are downloaded at run time (not available offline)
+DOWNLOADED_MODELS = ("ani1ccx", "ani2x", "mace-off23-small", "mace-off23-medium", "mace-off23-large",
+                     "mace-off24-medium", "aimnet2")
+
+
+def _openmmml():
+    try:
+        from openmmml import MLPotential
+    except ImportError as exc:
+        raise ImportError("ML and xTB targets need openmm-ml: pip install 'openmm-lsd[xtb]'") from exc
+    return MLPotential
+
+
+def xtbCalculator(method="gfn2-xtb", electronicTemperature=300.0, charge=0):
+    """tblite's ASE calculator for ``'gfn2-xtb'`` or ``'gfn1-xtb'`` (electronic temperature in K, total charge)."""
+    key = str(method).lower()
+    if key not in XTB_METHODS:
+        raise ValueError(f"unknown xTB method {method!r}; choose one of {sorted(XTB_METHODS)}")
+    try:
+        from tblite.ase import TBLite
+    except ImportError as exc:
+        raise ImportError("xTB targets need tblite and ase: pip install 'openmm-lsd[xtb]'") from exc
+    return TBLite(method=XTB_METHODS[key], electronic_temperature=float(electronicTemperature), charge=int(charge),
+                  verbosity=0)
+
+
+def createTarget(topology, model="gfn2-xtb", mmSystem=None, mlAtoms=None, charge=0, **options):
+    """The target System for ``topology``: an xTB method or an openmm-ml potential, optionally as ML/MM.
+
+    Parameters
+    ----------
+    model : str
+        ``'gfn2-xtb'``, ``'gfn1-xtb'`` or an openmm-ml potential name.
+    mmSystem, mlAtoms : openmm.System, list of int
+        Both or neither: ML/MM through ``createMixedSystem`` (the ML model on ``mlAtoms``).
+    charge : int
+        Total charge of the (ML) atoms, for xTB.
+    options
+        Passed to ``MLPotential`` (openmm-ml models, e.g. ``modelPath``) or, for xTB,
+        ``electronicTemperature`` (K).
+    """
+    if (mmSystem is None) != (mlAtoms is None):
+        raise ValueError("ML/MM needs both mmSystem and mlAtoms")
+    MLPotential = _openmmml()
+    key = str(model).lower()
+    if key in XTB_METHODS:
+        import ase
+
+        calculator = xtbCalculator(key, options.pop("electronicTemperature", 300.0), charge)
+        if options:
+            raise ValueError(f"unknown options for an xTB target: {sorted(options)}")
+        atoms = list(topology.atoms())
+        chosen = atoms if mlAtoms is None else [atoms[i] for i in mlAtoms]
+        if any(atom.element is None for atom in chosen):
+            raise ValueError("xTB needs an element on every atom of the topology")
+        # A solute in solvent, or a cluster: the xTB region is evaluated without periodic images.
+        # openmm-ml's default would make it periodic with the whole solvent box when the topology has one.
+        aseAtoms = ase.Atoms(numbers=[atom.element.atomic_number for atom in chosen], pbc=False,
+                             calculator=calculator)
+        potential = MLPotential("ase")
+        arguments = dict(aseAtoms=aseAtoms)
+    else:
+        if options.pop("electronicTemperature", None) is not None or charge:
+            raise ValueError("electronicTemperature and charge apply to xTB targets only")
+        try:
+            potential = MLPotential(model, **options)
+        except Exception as exc:
+            raise ValueError(f"openmm-ml cannot create the potential {model!r}: {exc}") from exc
+        arguments = {}
+    if mmSystem is None:
+        return potential.createSystem(topology, **arguments)
+    return potential.createMixedSystem(topology, mmSystem, list(mlAtoms), **arguments)
+
+
+def createDraft(topology, target, forcefield=DEFAULT_FORCEFIELD, constraints=app.HBonds, rigidWater=True,
+                **createSystemOptions):
+    """A draft System from OpenMM force fields for the same topology, with the target's masses.
+
+    Non-periodic topologies get ``NoCutoff``, periodic ones ``PME`` (unless given).  The
+    draft gets a ``CMMotionRemover`` exactly when the target has one, with its frequency.
+    """
+    try:
+        ff = app.ForceField(*forcefield)
+    except Exception as exc:
+        raise ValueError(f"cannot load force field {list(forcefield)}: {exc}") from exc
+    if "nonbondedMethod" not in createSystemOptions:
+        createSystemOptions["nonbondedMethod"] = app.PME if topology.getPeriodicBoxVectors() is not None else app.NoCutoff
+    try:
+        draft = ff.createSystem(topology, constraints=constraints, rigidWater=rigidWater, removeCMMotion=False,
+                                **createSystemOptions)
+    except Exception as exc:
+        raise ValueError(f"force field {list(forcefield)} cannot build a draft for this topology: {exc}") from exc
+    if draft.getNumParticles() != target.getNumParticles():
+        raise ValueError(f"the draft has {draft.getNumParticles()} particles, the target {target.getNumParticles()}")
+    for i in range(target.getNumParticles()):
+        draft.setParticleMass(i, target.getParticleMass(i))
+    for force in target.getForces():
+        if isinstance(force, openmm.CMMotionRemover):
+            draft.addForce(openmm.CMMotionRemover(force.getFrequency()))
+    return draft
+
+
+def constrainLike(target, draft):
+    """Give ``target`` (in place, and return it) the draft's constraints, if it has none of its own."""
+    if target.getNumConstraints() not in (0, draft.getNumConstraints()):
+        raise ValueError("the target already has different constraints; build both Systems with the same ones")
+    if target.getNumConstraints() == 0:
+        for k in range(draft.getNumConstraints()):
+            target.addConstraint(*draft.getConstraintParameters(k))
+    return target
+
+
+@dataclasses.dataclass
+class Example:
+    """A ready system: ``topology``, ``positions`` (nm array), ``target``, ``draft`` and a description."""
+
+    name: str
+    topology: app.Topology
+    positions: np.ndarray
+    target: openmm.System
+    draft: openmm.System
+    description: str
+
+
+def waterCluster(numWaters=8, spacing=0.31, seed=0):
+    """A cubic-grid cluster of ``numWaters`` (<= 27) randomly oriented waters: topology and positions (nm)."""
+    if not 1 <= numWaters <= 27:
+        raise ValueError(f"numWaters must be between 1 and 27, got {numWaters}")
+    topology = app.Topology()
+    chain = topology.addChain()
+    rng = np.random.default_rng(seed)
+    grid = [(i, j, k) for i in range(3) for j in range(3) for k in range(3)]
+    grid.sort(key=lambda g: (max(g), g))
+    positions = []
+    angle = np.deg2rad(104.52)
+    for g in grid[:numWaters]:
+        residue = topology.addResidue("HOH", chain)
+        o = topology.addAtom("O", app.element.oxygen, residue)
+        h1 = topology.addAtom("H1", app.element.hydrogen, residue)
+        h2 = topology.addAtom("H2", app.element.hydrogen, residue)
+        topology.addBond(o, h1)
+        topology.addBond(o, h2)
+        centre = np.array(g, dtype=float) * spacing
+        rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        positions += [centre, centre + rotation @ [0.09572, 0, 0],
+                      centre + rotation @ [0.09572 * np.cos(angle), 0.09572 * np.sin(angle), 0]]
+    return topology, np.array(positions)
+
+
+def _minimized(system, topology, positions, iterations=500):
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    if topology.getPeriodicBoxVectors() is not None:
+        context.setPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
+    context.setPositions(positions)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, iterations)
+    return np.asarray(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+
+
+def water(numWaters=8, model="gfn2-xtb"):
+    """Rigid waters in vacuum: xTB (or openmm-ml) target with the draft's rigid-water constraints, TIP3P draft.
+
+    Minimized with the draft (no target calls). This is ``openmm-lsd run``'s default.
+    """
+    topology, positions = waterCluster(numWaters)
+    target = createTarget(topology, model)
+    draft = createDraft(topology, target, forcefield=("amber14/tip3p.xml",))
+    constrainLike(target, draft)
+    return Example("water", topology, _minimized(draft, topology, positions), target, draft,
+                   f"{numWaters} rigid waters in vacuum, {model} target, rigid TIP3P draft")
+
+
+def alanineDipeptidePDB():
+    """The package's alanine dipeptide (ACE-ALA-NME, 22 atoms, built with OpenMM's Modeller and minimized)."""
+    return app.PDBFile(str(resources.files("openmm_lsd") / "data" / "alanine-dipeptide.pdb"))
+
+
+def alanineDipeptide(model="gfn2-xtb"):
+    """Alanine dipeptide in vacuum: xTB (or openmm-ml) target with HBonds constraints, Amber14 draft."""
+    pdb = alanineDipeptidePDB()
+    target = createTarget(pdb.topology, model)
+    draft = createDraft(pdb.topology, target, forcefield=("amber14-all.xml",))
+    constrainLike(target, draft)
+    positions = np.asarray(pdb.positions.value_in_unit(unit.nanometer))
+    return Example("alanine-dipeptide", pdb.topology, _minimized(draft, pdb.topology, positions), target, draft,
+                   f"alanine dipeptide in vacuum, {model} target, Amber14 draft, HBonds")
+
+
+def alanineDipeptideWater(model="gfn2-xtb", padding=0.6):
+    """Alanine dipeptide in a TIP3P box as ML/MM: the solute with ``model``, the rest Amber14/TIP3P (PME).
+
+    The draft is the all-classical System, so force differences live on the 22 solute atoms.
+    """
+    pdb = alanineDipeptidePDB()
+    forcefield = app.ForceField(*DEFAULT_FORCEFIELD)
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    modeller.addSolvent(forcefield, model="tip3p", padding=padding * unit.nanometer)
+    mm = forcefield.createSystem(modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
+                                 constraints=app.HBonds, rigidWater=True)
+    solute = [atom.index for atom in modeller.topology.atoms() if atom.residue.name != "HOH"]
+    target = createTarget(modeller.topology, model, mmSystem=mm, mlAtoms=solute)
+    positions = np.asarray(modeller.positions.value_in_unit(unit.nanometer))
+    return Example("alanine-dipeptide-water", modeller.topology, _minimized(mm, modeller.topology, positions),
+                   target, mm, f"alanine dipeptide in {modeller.topology.getNumResidues() - 3} TIP3P waters, "
+                               f"ML/MM with the solute ({len(solute)} atoms) as {model}, Amber14/TIP3P draft (PME)")
+
+
+EXAMPLES = {"water": water, "alanine-dipeptide": alanineDipeptide, "alanine-dipeptide-water": alanineDipeptideWater}
+
+
+def example(name, model="gfn2-xtb", **options):
+    """Build the named example (see :data:`EXAMPLES`) with the given target model."""
+    if name not in EXAMPLES:
+        raise ValueError(f"unknown example system {name!r}; choose one of {sorted(EXAMPLES)}")
+    return EXAMPLES[name](model=model, **options)
