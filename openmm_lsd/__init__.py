@@ -8,6 +8,7 @@ trajectory's law exactly that of the serial target run (see DESIGN.md).
 from .controller import Statistics, stepNoise
 from .coupling import acceptanceProbability, couple
 from .integrators import LeapfrogLangevinIntegrator
+from .reporters import StatisticsReporter
 from .simulation import SpeculativeSimulation
 from .verifiers import BatchedVerifier, InProcessVerifier, Verifier
 from .verifiers.mpi import assignDevice
@@ -18,6 +19,7 @@ __all__ = [
     "SpeculativeSimulation",
     "LeapfrogLangevinIntegrator",
     "Statistics",
+    "StatisticsReporter",
     "Verifier",
     "InProcessVerifier",
     "BatchedVerifier",

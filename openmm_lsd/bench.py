@@ -59,54 +59,12 @@ def alanineDipeptideCase(latency):
     return pdb.topology, positions, target, draft
 
 
-def waterCluster(numWaters=8, spacing=0.31, seed=0):
-    """A cubic-grid cluster of ``numWaters`` (<= 27) randomly oriented waters: topology and positions (nm)."""
-    if not 1 <= numWaters <= 27:
-        raise ValueError(f"numWaters must be between 1 and 27, got {numWaters}")
-    topology = app.Topology()
-    chain = topology.addChain()
-    rng = np.random.default_rng(seed)
-    grid = [(i, j, k) for i in range(3) for j in range(3) for k in range(3)]
-    grid.sort(key=lambda g: (max(g), g))
-    positions = []
-    angle = np.deg2rad(104.52)
-    for g in grid[:numWaters]:
-        residue = topology.addResidue("HOH", chain)
-        o = topology.addAtom("O", app.element.oxygen, residue)
-        h1 = topology.addAtom("H1", app.element.hydrogen, residue)
-        h2 = topology.addAtom("H2", app.element.hydrogen, residue)
-        topology.addBond(o, h1)
-        topology.addBond(o, h2)
-        centre = np.array(g, dtype=float) * spacing
-        rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-        positions += [centre, centre + rotation @ [0.09572, 0, 0],
-                      centre + rotation @ [0.09572 * np.cos(angle), 0.09572 * np.sin(angle), 0]]
-    return topology, np.array(positions)
-
-
 def xtbWaterCase(numWaters=8):
-    """Rigid waters in vacuum: GFN2-xTB target (openmm-ml's ``ase`` potential with tblite), TIP3P draft.
+    """Rigid waters in vacuum: GFN2-xTB target, TIP3P draft (:func:`openmm_lsd.systems.water`)."""
+    from .systems import water
 
-    openmm-ml's System has no constraints, so the draft's rigid-water constraints
-    are copied onto it, and the draft takes the target's (element) masses; both
-    have openmm-ml's CMMotionRemover (frequency 1).  Minimized with the draft.
-    """
-    try:
-        from openmmml import MLPotential
-        from tblite.ase import TBLite
-    except ImportError as exc:
-        raise ImportError("the xtb-water case needs openmm-ml, ase and tblite: pip install 'openmm-lsd[xtb]'") from exc
-    topology, positions = waterCluster(numWaters)
-    draft = app.ForceField("amber14/tip3p.xml").createSystem(topology, nonbondedMethod=app.NoCutoff, rigidWater=True)
-    target = MLPotential("ase").createSystem(topology, calculator=TBLite(method="GFN2-xTB", verbosity=0))
-    for i in range(target.getNumParticles()):
-        draft.setParticleMass(i, target.getParticleMass(i))
-    for k in range(draft.getNumConstraints()):
-        target.addConstraint(*draft.getConstraintParameters(k))
-    context = openmm.Context(draft, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    context.setPositions(positions)
-    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
-    return topology, context.getState(getPositions=True).getPositions(asNumpy=True), target, draft
+    example = water(numWaters)
+    return example.topology, example.positions, example.target, example.draft
 
 
 def batchedThroughput(batch=8, repeats=30, hidden=16, numParticles=22):

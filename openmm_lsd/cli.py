@@ -1,9 +1,14 @@
 """The ``openmm-lsd`` command line.
 
+    openmm-lsd run                      # the offline default: 8 waters, GFN2-xTB target, TIP3P draft
+    openmm-lsd run --system alanine-dipeptide --steps 5000 --output ala
+    openmm-lsd run --pdb input.pdb --target ani2x --verifiers 4
+    openmm-lsd estimate --system water --steps 200
+    openmm-lsd validate --system water --output validation
     openmm-lsd bench --case emulated --latency-ms 20 --verifiers 8 --window 8 --steps 400 --json out.json
 
-``bench`` launches the MPI processes it needs itself (``mpiexec -n K+1``; K = 0
-runs in one process).
+``--verifiers K`` launches ``mpiexec -n K+1`` itself (K = 0: one process);
+``run`` and ``validate`` also work when started under ``mpiexec`` directly.
 """
 
 import argparse
@@ -21,6 +26,44 @@ def _mpiexec():
     if found is None:
         raise SystemExit("openmm-lsd: no mpiexec found; install the MPI extra: pip install 'openmm-lsd[mpi]'")
     return found
+
+
+def _relaunch(argv, verifiers):
+    """Run ``openmm-lsd ARGV`` again under ``mpiexec -n verifiers+1``; return its exit code."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        raise SystemExit("openmm-lsd: --verifiers > 0 needs mpi4py: pip install 'openmm-lsd[mpi]'")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    command = [_mpiexec(), "-n", str(verifiers + 1), sys.executable, "-m", "openmm_lsd.cli"] + argv
+    return subprocess.run(command, env=env).returncode
+
+
+def _addRunOptions(p, steps):
+    from .systems import EXAMPLES
+
+    p.add_argument("--system", choices=sorted(EXAMPLES), default=None,
+                   help="a named example system (default: water)")
+    p.add_argument("--pdb", default=None, help="a PDB file instead of a named system")
+    p.add_argument("--target", default="gfn2-xtb",
+                   help="gfn2-xtb (default), gfn1-xtb, or an openmm-ml potential (ani2x, mace-off23-small, "
+                        "aimnet2, ...; their weights download at run time)")
+    p.add_argument("--forcefield", nargs="+", default=["amber14-all.xml", "amber14/tip3p.xml"],
+                   help="OpenMM force field files for the draft (with --pdb)")
+    p.add_argument("--ml-atoms", choices=("all", "solute"), default="all",
+                   help="with --pdb: the target on all atoms, or ML/MM with the solute as the target region")
+    p.add_argument("--waters", type=int, default=8, help="waters in the 'water' system (1-27)")
+    p.add_argument("--steps", type=int, default=steps, help=f"steps (default {steps})")
+    p.add_argument("--window", type=int, default=8, help="steps drafted ahead (default 8)")
+    p.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    p.add_argument("--friction", type=float, default=1.0, help="1/ps (default 1)")
+    p.add_argument("--timestep", type=float, default=2.0, help="fs (default 2)")
+    p.add_argument("--scheme", choices=("LangevinMiddle", "Langevin", "leapfrog"), default="LangevinMiddle")
+    p.add_argument("--correction", choices=("offset", "none"), default="offset", help="draft correction")
+    p.add_argument("--lag", type=int, default=None, help="offset correction lag (default 8)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--platform", default=None, help="OpenMM platform (default: OpenMM's fastest)")
 
 
 def bench(args, passthrough):
@@ -85,9 +128,62 @@ def main(argv=None):
                                           "--steps, --friction, --seed, --platform)")
     b.add_argument("--verifiers", type=int, default=0, help="verifier ranks K (0: in-process)")
     b.add_argument("--json", default=None, help="write the figures to this file")
+    r = commands.add_parser("run", help="run LSD on a system and write a trajectory, logs and a summary")
+    _addRunOptions(r, 2000)
+    r.add_argument("--output", default="lsd-run", help="output folder (default lsd-run)")
+    r.add_argument("--report-interval", type=int, default=10, help="steps between frames and log lines")
+    r.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --output")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--verifiers", type=int, default=0, help="verifier ranks K: launches mpiexec -n K+1")
+    e = commands.add_parser("estimate", help="predict acceptance by window position and speedups without LSD")
+    _addRunOptions(e, 400)
+    e.add_argument("--compare", default=None, help="summary.json of a measured run to compare with")
+    e.add_argument("--json", default=None, help="write the prediction to this file")
+    v = commands.add_parser("validate", help="LSD and the serial target side by side, compared statistically")
+    _addRunOptions(v, 10000)
+    v.set_defaults(friction=10.0)
+    v.add_argument("--equilibrate", type=int, default=500, help="serial steps before both runs (default 500)")
+    v.add_argument("--output", default="lsd-validate", help="output folder (default lsd-validate)")
+    v.add_argument("--report-interval", type=int, default=20, help="steps between frames (default 20)")
+    v.add_argument("--alpha", type=float, default=0.01, help="family-wise significance level (default 0.01)")
+    v.add_argument("--overwrite", action="store_true", help="replace the files of an earlier validation")
+    v.add_argument("--verifiers", type=int, default=0, help="verifier ranks K for the LSD run")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, passthrough = parser.parse_known_args(argv)
     if args.command == "bench":
         bench(args, passthrough)
+        return
+    if passthrough:
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+    from . import commands as work
+    from .verifiers.mpi import launchedUnderMPI
+
+    verifiers = getattr(args, "verifiers", 0)
+    if verifiers < 0:
+        raise SystemExit(f"openmm-lsd {args.command}: --verifiers must be >= 0, got {verifiers}")
+    if verifiers > 0 and not launchedUnderMPI():
+        stripped = []
+        skip = False
+        for a in argv:
+            if skip:
+                skip = False
+                continue
+            if a == "--verifiers":
+                skip = True
+                continue
+            if a.startswith("--verifiers="):
+                continue
+            stripped.append(a)
+        raise SystemExit(_relaunch(stripped, verifiers))
+    args.system_given = args.system is not None
+    if args.system is None:
+        args.system = "water"
+    try:
+        result = {"run": work.run, "estimate": work.estimate, "validate": work.validate}[args.command](args)
+    except work.UsageError as exc:
+        raise SystemExit(f"openmm-lsd {args.command}: {exc}")
+    if args.command == "validate" and result["verdict"] != "AGREE":
+        raise SystemExit(1 if result["verdict"] == "DISAGREE" else 2)
 
 
 if __name__ == "__main__":

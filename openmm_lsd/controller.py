@@ -77,6 +77,7 @@ class Statistics:
         self.expectedAcceptance = 0.0
         self.attemptsByPosition = [0] * window
         self.acceptsByPosition = [0] * window
+        self.expectedByPosition = [0.0] * window
         self._roundPosition = 0
         self.draftSeconds = 0.0
         self.draftIntegratorSeconds = 0.0
@@ -103,9 +104,16 @@ class Statistics:
         rounds = self.rounds + (1 if self._roundPosition else 0)
         return self.steps / rounds if rounds else float("nan")
 
-    def _record(self, accepted, fallback=False):
+    @property
+    def expectedAcceptanceByPosition(self):
+        """Mean exact acceptance probability 2 Phi(-|m|/2) at window position 0, 1, ... (NaN where never attempted)."""
+        return [e / n if n else float("nan") for e, n in zip(self.expectedByPosition, self.attemptsByPosition)]
+
+    def _record(self, accepted, fallback=False, probability=0.0):
         k = self._roundPosition
         self.attemptsByPosition[k] += 1
+        self.expectedAcceptance += probability
+        self.expectedByPosition[k] += probability
         if accepted:
             self.accepted += 1
             self.acceptsByPosition[k] += 1
@@ -134,6 +142,7 @@ class Statistics:
             "acceptanceRate": self.acceptanceRate,
             "expectedAcceptanceRate": self.expectedAcceptance / self.steps if self.steps else float("nan"),
             "acceptanceByPosition": self.acceptanceByPosition,
+            "expectedAcceptanceByPosition": self.expectedAcceptanceByPosition,
             "stepsPerRound": self.stepsPerRound,
             "window": self.window,
         }
@@ -349,6 +358,7 @@ class SpeculativeController:
         massive = self.massive
         xi = record.xi[massive]
         fallback = record.failed
+        probability = 0.0
         if fallback:
             accepted = False
             xpre = muTarget + self.sigma * record.xi
@@ -357,7 +367,7 @@ class SpeculativeController:
             muDraft = record.xpre[massive] - self._sigmaMassive * xi
             m = ((muTarget[massive] - muDraft) / sig).ravel()
             u = ((record.xpre[massive] - muDraft) / sig).ravel()
-            self.statistics.expectedAcceptance += acceptanceProbability(m)
+            probability = acceptanceProbability(m)
             accepted, w = couple(u, m, record.logU)
             if self.control == "accept_always":
                 accepted = True
@@ -394,7 +404,7 @@ class SpeculativeController:
         self.step = j
         self.positions = positions
         self.velocities = velocities
-        self.statistics._record(accepted, fallback)
+        self.statistics._record(accepted, fallback, probability)
         if j >= self.roundStart + self.window:
             self.roundStart = j
         self._prune()

@@ -18,6 +18,7 @@ draft needs the same constraints in the target (the engine refuses a mismatch), 
 :func:`createDraft` returns a draft built from force fields with the target's masses,
 and :func:`constrainLike` gives the target the draft's constraints. The target then is
 "the model with rigid waters / H bonds": the serial reference run uses the same System.
+The examples' xTB solutes and waters are constrained this way (HBonds, rigid water).
 
 Named examples (:data:`EXAMPLES`, :func:`example`) return an :class:`Example` with
 topology, positions, target and draft; ``openmm-lsd run --system NAME`` and the
@@ -55,7 +56,17 @@ def xtbCalculator(method="gfn2-xtb", electronicTemperature=300.0, charge=0):
         from tblite.ase import TBLite
     except ImportError as exc:
         raise ImportError("xTB targets need tblite and ase: pip install 'openmm-lsd[xtb]'") from exc
-    return TBLite(method=XTB_METHODS[key], electronic_temperature=float(electronicTemperature), charge=int(charge),
+
+    class FreshTBLite(TBLite):
+        """tblite's calculator with every SCF started from the same guess, not from the previous
+        call's wavefunction: forces are then a function of the positions alone, so that verifier
+        ranks, which see different sequences of positions, compute the same bits as one process."""
+
+        def calculate(self, *args, **kwargs):
+            self._res = None
+            return super().calculate(*args, **kwargs)
+
+    return FreshTBLite(method=XTB_METHODS[key], electronic_temperature=float(electronicTemperature), charge=int(charge),
                   verbosity=0)
 
 
@@ -94,6 +105,10 @@ def createTarget(topology, model="gfn2-xtb", mmSystem=None, mlAtoms=None, charge
                              calculator=calculator)
         potential = MLPotential("ase")
         arguments = dict(aseAtoms=aseAtoms)
+        if mmSystem is not None and topology.getPeriodicBoxVectors() is not None:
+            # xTB sees the whole ML region in vacuum, long range included: the classical PME must not
+            # count ML-ML electrostatics again.
+            arguments["mlLongRange"] = True
     else:
         if options.pop("electronicTemperature", None) is not None or charge:
             raise ValueError("electronicTemperature and charge apply to xTB targets only")
@@ -136,12 +151,26 @@ def createDraft(topology, target, forcefield=DEFAULT_FORCEFIELD, constraints=app
 
 
 def constrainLike(target, draft):
-    """Give ``target`` (in place, and return it) the draft's constraints, if it has none of its own."""
-    if target.getNumConstraints() not in (0, draft.getNumConstraints()):
-        raise ValueError("the target already has different constraints; build both Systems with the same ones")
-    if target.getNumConstraints() == 0:
-        for k in range(draft.getNumConstraints()):
-            target.addConstraint(*draft.getConstraintParameters(k))
+    """Add to ``target`` (in place; returned) each of the draft's constraints that it lacks.
+
+    openmm-ml Systems have no constraints (``createSystem``) or lose those inside the ML
+    region (``createMixedSystem``); the engine needs the target's and the draft's to be
+    the same.  A target constraint that the draft lacks is an error.
+    """
+    def pairs(system):
+        out = {}
+        for k in range(system.getNumConstraints()):
+            i, j, d = system.getConstraintParameters(k)
+            out[(min(i, j), max(i, j))] = d
+        return out
+
+    have, want = pairs(target), pairs(draft)
+    extra = sorted(set(have) - set(want))
+    if extra:
+        raise ValueError(f"the target has constraints the draft lacks ({extra[:5]}); build both with the same ones")
+    for (i, j), d in want.items():
+        if (i, j) not in have:
+            target.addConstraint(i, j, d)
     return target
 
 
@@ -182,9 +211,12 @@ def waterCluster(numWaters=8, spacing=0.31, seed=0):
     return topology, np.array(positions)
 
 
-def _minimized(system, topology, positions, iterations=500):
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    if topology.getPeriodicBoxVectors() is not None:
+def minimizeWith(system, topology, positions, iterations=500):
+    """Positions (nm array) minimized with ``system`` (use the cheap draft: no target calls)."""
+    periodic = topology.getPeriodicBoxVectors() is not None
+    platform = openmm.Platform.getPlatformByName("CPU" if periodic else "Reference")
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+    if periodic:
         context.setPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
     context.setPositions(positions)
     openmm.LocalEnergyMinimizer.minimize(context, 10.0, iterations)
@@ -200,7 +232,7 @@ def water(numWaters=8, model="gfn2-xtb"):
     target = createTarget(topology, model)
     draft = createDraft(topology, target, forcefield=("amber14/tip3p.xml",))
     constrainLike(target, draft)
-    return Example("water", topology, _minimized(draft, topology, positions), target, draft,
+    return Example("water", topology, minimizeWith(draft, topology, positions), target, draft,
                    f"{numWaters} rigid waters in vacuum, {model} target, rigid TIP3P draft")
 
 
@@ -216,11 +248,11 @@ def alanineDipeptide(model="gfn2-xtb"):
     draft = createDraft(pdb.topology, target, forcefield=("amber14-all.xml",))
     constrainLike(target, draft)
     positions = np.asarray(pdb.positions.value_in_unit(unit.nanometer))
-    return Example("alanine-dipeptide", pdb.topology, _minimized(draft, pdb.topology, positions), target, draft,
+    return Example("alanine-dipeptide", pdb.topology, minimizeWith(draft, pdb.topology, positions), target, draft,
                    f"alanine dipeptide in vacuum, {model} target, Amber14 draft, HBonds")
 
 
-def alanineDipeptideWater(model="gfn2-xtb", padding=0.6):
+def alanineDipeptideWater(model="gfn2-xtb", padding=0.9):
     """Alanine dipeptide in a TIP3P box as ML/MM: the solute with ``model``, the rest Amber14/TIP3P (PME).
 
     The draft is the all-classical System, so force differences live on the 22 solute atoms.
@@ -232,9 +264,9 @@ def alanineDipeptideWater(model="gfn2-xtb", padding=0.6):
     mm = forcefield.createSystem(modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
                                  constraints=app.HBonds, rigidWater=True)
     solute = [atom.index for atom in modeller.topology.atoms() if atom.residue.name != "HOH"]
-    target = createTarget(modeller.topology, model, mmSystem=mm, mlAtoms=solute)
+    target = constrainLike(createTarget(modeller.topology, model, mmSystem=mm, mlAtoms=solute), mm)
     positions = np.asarray(modeller.positions.value_in_unit(unit.nanometer))
-    return Example("alanine-dipeptide-water", modeller.topology, _minimized(mm, modeller.topology, positions),
+    return Example("alanine-dipeptide-water", modeller.topology, minimizeWith(mm, modeller.topology, positions),
                    target, mm, f"alanine dipeptide in {modeller.topology.getNumResidues() - 3} TIP3P waters, "
                                f"ML/MM with the solute ({len(solute)} atoms) as {model}, Amber14/TIP3P draft (PME)")
 

@@ -1,0 +1,441 @@
+"""``openmm-lsd run``, ``estimate`` and ``validate``: the work behind the command line (see :mod:`openmm_lsd.cli`).
+
+Every rank of an MPI launch runs the same function; ranks > 0 build the same
+Systems, then serve target evaluations inside the ``SpeculativeSimulation``
+constructor and end there, so everything after it runs on rank 0 only.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import openmm
+from openmm import app, unit
+
+from . import __version__, systems
+from .simulation import SpeculativeSimulation
+
+SCHEMES = ("LangevinMiddle", "Langevin", "leapfrog")
+
+
+class UsageError(Exception):
+    """A bad argument, file or missing extra: reported as one line, before any work starts."""
+
+
+# ---- systems -------------------------------------------------------------------------------------
+
+def buildSystem(args):
+    """An :class:`openmm_lsd.systems.Example` from ``--system`` or ``--pdb``."""
+    try:
+        if args.pdb:
+            return _fromPDB(args)
+        options = {"numWaters": args.waters} if args.system == "water" else {}
+        return systems.example(args.system, model=args.target, **options)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _fromPDB(args):
+    path = Path(args.pdb)
+    if not path.is_file():
+        raise UsageError(f"no such PDB file: {path}")
+    try:
+        pdb = app.PDBFile(str(path))
+    except Exception as exc:
+        raise UsageError(f"cannot read PDB file {path}: {exc}") from None
+    if pdb.topology.getNumAtoms() == 0:
+        raise UsageError(f"PDB file {path} has no atoms")
+    topology = pdb.topology
+    positions = np.asarray(pdb.positions.value_in_unit(unit.nanometer))
+    forcefield = tuple(args.forcefield)
+    if args.ml_atoms == "all":
+        target = systems.createTarget(topology, args.target)
+        draft = systems.createDraft(topology, target, forcefield=forcefield)
+        systems.constrainLike(target, draft)
+        description = f"{path.name}: {args.target} target, {' + '.join(forcefield)} draft"
+    else:
+        solute = [a.index for a in topology.atoms() if a.residue.name not in ("HOH", "WAT", "NA", "CL", "K")]
+        if not solute or len(solute) == topology.getNumAtoms():
+            raise UsageError("--ml-atoms solute needs a PDB with both solute and water/ions")
+        try:
+            ff = app.ForceField(*forcefield)
+        except Exception as exc:
+            raise UsageError(f"cannot load force field {list(forcefield)}: {exc}") from None
+        periodic = topology.getPeriodicBoxVectors() is not None
+        mm = ff.createSystem(topology, nonbondedMethod=app.PME if periodic else app.NoCutoff,
+                             constraints=app.HBonds, rigidWater=True)
+        target = systems.constrainLike(systems.createTarget(topology, args.target, mmSystem=mm, mlAtoms=solute), mm)
+        draft = mm
+        description = f"{path.name}: ML/MM, {len(solute)} solute atoms as {args.target}, {' + '.join(forcefield)}"
+    positions = systems.minimizeWith(draft, topology, positions)
+    return systems.Example(path.stem, topology, positions, target, draft, description)
+
+
+def makeSimulation(args, example, _control=None, verifier=None):
+    return SpeculativeSimulation(
+        example.topology, example.target, example.draft, args.temperature * unit.kelvin,
+        args.friction / unit.picosecond, args.timestep * unit.femtoseconds, window=args.window, scheme=args.scheme,
+        draftCorrection=args.correction, correctionLag=args.lag, platform=args.platform, seed=args.seed,
+        verifier=verifier, _control=_control)
+
+
+def checkNumbers(args):
+    for name in ("temperature", "friction", "timestep"):
+        value = getattr(args, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise UsageError(f"--{name} must be a positive number, got {value}")
+    if args.timestep > 10:
+        raise UsageError(f"--timestep is in femtoseconds; {args.timestep} fs is not a usable Langevin step")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if not 1 <= args.window <= 1000:
+        raise UsageError(f"--window must be between 1 and 1000, got {args.window}")
+    if args.lag is not None and args.lag < 1:
+        raise UsageError(f"--lag must be at least 1, got {args.lag}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.pdb and args.system_given:
+        raise UsageError("give either --system or --pdb, not both")
+
+
+def prepareOutput(folder, names, overwrite):
+    """Create ``folder`` and check it is writable, refusing to overwrite a finished run's files."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create output folder {folder}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder {folder} is not writable")
+    present = [n for n in names if (folder / n).exists()]
+    if present and not overwrite:
+        raise UsageError(f"output folder {folder} already holds {', '.join(present)}; choose another --output "
+                         f"or pass --overwrite")
+    return folder
+
+
+def writeJSON(path, data):
+    """Write atomically: a finished file or none."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def settings(args, example):
+    return {"system": example.name, "description": example.description, "target": args.target,
+            "temperature_K": args.temperature, "friction_per_ps": args.friction, "timestep_fs": args.timestep,
+            "scheme": args.scheme, "window": args.window, "draftCorrection": args.correction, "lag": args.lag,
+            "seed": args.seed, "platform": args.platform, "atoms": example.topology.getNumAtoms(),
+            "version": __version__}
+
+
+def _progress(total, disable):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="step", disable=disable, file=sys.stderr, dynamic_ncols=True)
+
+
+def _initialVelocities(example, args):
+    context = openmm.Context(example.target, openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName("Reference"))
+    if example.topology.getPeriodicBoxVectors() is not None:
+        context.setPeriodicBoxVectors(*example.topology.getPeriodicBoxVectors())
+    context.setPositions(example.positions)
+    context.setVelocitiesToTemperature(args.temperature * unit.kelvin, args.seed)
+    context.applyVelocityConstraints(1e-6)
+    return context.getState(getVelocities=True).getVelocities(asNumpy=True)
+
+
+# ---- run -----------------------------------------------------------------------------------------
+
+RUN_FILES = ("topology.pdb", "trajectory.dcd", "log.csv", "statistics.csv", "summary.json", "acceptance.png")
+
+
+def run(args):
+    checkNumbers(args)
+    if args.report_interval < 1:
+        raise UsageError(f"--report-interval must be at least 1, got {args.report_interval}")
+    folder = prepareOutput(args.output, RUN_FILES, args.overwrite)
+    example = buildSystem(args)
+    velocities = _initialVelocities(example, args)
+    sim = makeSimulation(args, example)
+    # Rank 0 only from here on.
+    with open(folder / "topology.pdb", "w") as f:
+        app.PDBFile.writeFile(example.topology, example.positions * unit.nanometer, f)
+    sim.context.setPositions(example.positions)
+    sim.context.setVelocities(velocities)
+    interval = args.report_interval
+    sim.reporters.append(app.DCDReporter(str(folder / "trajectory.dcd"), interval))
+    sim.reporters.append(app.StateDataReporter(str(folder / "log.csv"), interval, step=True, time=True,
+                                               potentialEnergy=True, kineticEnergy=True, totalEnergy=True,
+                                               temperature=True, speed=True))
+    from .reporters import StatisticsReporter
+
+    sim.reporters.append(StatisticsReporter(str(folder / "statistics.csv"), interval))
+    K = getattr(sim.verifier, "numVerifiers", 0)
+    print(f"openmm-lsd run: {example.description}; {args.steps} steps of {args.timestep} fs, window {args.window}, "
+          f"{'in-process verification' if not K else f'{K} verifier ranks'}; output in {folder}", file=sys.stderr)
+    bar = _progress(args.steps, args.no_progress)
+    start = time.perf_counter()
+    done = 0
+    while done < args.steps:
+        chunk = min(interval, args.steps - done)
+        sim.step(chunk)
+        done += chunk
+        if bar is not None:
+            s = sim.statistics
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(acceptance=f"{s.acceptanceRate:.2f}", steps_per_round=f"{s.stepsPerRound:.2f}",
+                            ns_per_day=f"{done * args.timestep * 1e-6 / elapsed * 86400:.2f}", refresh=False)
+            bar.update(chunk)
+    wall = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    sim.close()
+    s = sim.statistics
+    summary = {"acceptance_rate": s.acceptanceRate, "steps_per_round": s.stepsPerRound, "steps": s.steps,
+               "seed": args.seed, "wall_seconds": wall, "ns_per_day": args.steps * args.timestep * 1e-6 / wall * 86400,
+               "verifiers": K, "settings": settings(args, example), "statistics": s.asDict(),
+               "files": [n for n in RUN_FILES if n != "summary.json"]}
+    plotAcceptance(folder / "acceptance.png", s.acceptanceByPosition, s.expectedAcceptanceByPosition,
+                   f"{example.name}: acceptance {s.acceptanceRate:.2f}, {s.stepsPerRound:.2f} steps per round")
+    writeJSON(folder / "summary.json", summary)
+    print(f"acceptance {s.acceptanceRate:.3f}, {s.stepsPerRound:.2f} steps per round, "
+          f"{summary['ns_per_day']:.2f} ns/day; wrote {folder}/summary.json", file=sys.stderr)
+    return summary
+
+
+def plotAcceptance(path, measured, predicted, title):
+    """Bar plot of acceptance by window position (measured) with the mean 2 Phi(-|m|/2) (predicted)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    positions = np.arange(len(measured))
+    ax.bar(positions, measured, color="tab:blue", alpha=0.7, label="accepted fraction")
+    if predicted is not None:
+        ax.plot(positions, predicted, "o-", color="tab:red", label="mean 2Φ(-|m|/2)")
+    ax.set_xlabel("window position")
+    ax.set_ylabel("acceptance")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ---- estimate ------------------------------------------------------------------------------------
+
+def estimate(args):
+    checkNumbers(args)
+    from .analysis import estimate as predict
+
+    example = buildSystem(args)
+    velocities = _initialVelocities(example, args)
+    result = predict(lambda: makeSimulation(args, example, verifier="inprocess"),
+                     example.positions, velocities, steps=args.steps)
+    result["settings"] = settings(args, example)
+    alpha = result["predicted_acceptance_by_position"]
+    print(f"openmm-lsd estimate: {example.description}; {result['sampled_steps']} sampled steps")
+    print("  predicted acceptance by window position: " + " ".join(f"{a:.2f}" for a in alpha))
+    print(f"  predicted steps per round {result['predicted_steps_per_round']:.2f}; T_t {result['target_seconds'] * 1e3:.2f}"
+          f" ms, T_d {result['draft_seconds'] * 1e3:.3f} ms")
+    print("  predicted speedup bound: " + ", ".join(f"K={K}: {v:.2f}x" for K, v in result["predicted_speedup"].items()))
+    if args.compare:
+        try:
+            measured = json.loads(Path(args.compare).read_text())
+            steps = measured["steps_per_round"]
+            byPosition = measured["statistics"]["acceptanceByPosition"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise UsageError(f"--compare needs the summary.json of an openmm-lsd run: {exc}") from None
+        error = result["predicted_steps_per_round"] / steps - 1
+        result["measured_steps_per_round"] = steps
+        result["measured_acceptance_by_position"] = byPosition
+        result["relative_error_steps_per_round"] = error
+        print(f"  measured ({args.compare}): {steps:.2f} steps per round; prediction off by {100 * error:+.1f}%")
+        print("  measured acceptance by window position:  " + " ".join(f"{a:.2f}" for a in byPosition))
+    if args.json:
+        writeJSON(args.json, result)
+    return result
+
+
+# ---- validate ------------------------------------------------------------------------------------
+
+VALIDATE_FILES = ("validation.json", "energy.png", "observables.png", "rdf.png")
+#: fewer independent samples than this in any series and validate reports INCONCLUSIVE instead of a verdict
+MIN_INDEPENDENT = 20
+
+
+def _observables(example, frames):
+    """Scalar series for the statistical test (name -> array) and curves to plot, from positions (F, N, 3)."""
+    import mdtraj
+
+    top = mdtraj.Topology.from_openmm(example.topology)
+    box = example.topology.getPeriodicBoxVectors()
+    traj = mdtraj.Trajectory(np.asarray(frames), top)
+    if box is not None:
+        vectors = np.array([[v.x, v.y, v.z] for v in box.value_in_unit(unit.nanometer)])
+        traj.unitcell_vectors = np.repeat(vectors[None], traj.n_frames, axis=0)
+    out, curves = {}, {}
+    water = top.select("water and element O")
+    solute = top.select("not water")
+    if len(water) >= 2:
+        pairs = top.select_pairs(water, water)
+        periodic = box is not None
+        d = mdtraj.compute_distances(traj, pairs, periodic=periodic)
+        out["mean O-O distance (nm)"] = d.mean(axis=1)
+        if periodic:
+            curves["O-O radial distribution function"] = mdtraj.compute_rdf(traj, pairs, r_range=(0.2, 0.8),
+                                                                            bin_width=0.01)
+        else:  # a cluster has no volume to normalise an RDF by: the pair-distance density instead
+            density, edges = np.histogram(d.ravel(), bins=60, range=(0.2, 1.2), density=True)
+            curves["O-O pair distance density"] = (0.5 * (edges[1:] + edges[:-1]), density)
+    if len(solute) and len(mdtraj.compute_phi(traj)[0]):
+        phi = mdtraj.compute_phi(traj)[1][:, 0]
+        psi = mdtraj.compute_psi(traj)[1][:, 0]
+        out["phi (rad)"] = phi
+        # psi wrapped where alanine dipeptide has little density, so that the KS test sees one interval.
+        out["psi (rad)"] = np.mod(psi + 2.0, 2 * np.pi) - 2.0
+    return out, curves
+
+
+def validate(args):
+    checkNumbers(args)
+    interval = args.report_interval
+    if interval < 1 or args.steps < 20 * interval:
+        raise UsageError(f"--steps must be at least 20 x --report-interval ({20 * interval}) for a test")
+    folder = prepareOutput(args.output, VALIDATE_FILES, args.overwrite)
+    example = buildSystem(args)
+    velocities = _initialVelocities(example, args)
+    sim = makeSimulation(args, example)
+    from .analysis import compareSamples
+    from .integrators import _Coefficients, canonical_scheme, serialIntegrator
+
+    # Serial reference: OpenMM's own integrator (LangevinMiddle) or the package's leapfrog, on the target.
+    coeffs = _Coefficients(canonical_scheme(args.scheme), args.temperature, args.friction, args.timestep * 1e-3)
+    integrator = serialIntegrator(coeffs)
+    integrator.setRandomNumberSeed(args.seed + 1)
+    platform = openmm.Platform.getPlatformByName(args.platform) if args.platform else None
+    serial = app.Simulation(example.topology, example.target, integrator, platform) if platform else \
+        app.Simulation(example.topology, example.target, integrator)
+    if example.topology.getPeriodicBoxVectors() is not None:
+        serial.context.setPeriodicBoxVectors(*example.topology.getPeriodicBoxVectors())
+    serial.context.setPositions(example.positions)
+    serial.context.setVelocities(velocities)
+    print(f"openmm-lsd validate: {example.description}; {args.equilibrate} equilibration steps, then {args.steps} "
+          f"steps of serial OpenMM and of LSD, a frame every {interval}", file=sys.stderr)
+    serial.step(args.equilibrate)
+    start = serial.context.getState(getPositions=True, getVelocities=True)
+    records = {}
+    t0 = time.perf_counter()
+    energies, frames = [], []
+    for _ in range(args.steps // interval):
+        serial.step(interval)
+        state = serial.context.getState(getPositions=True, getEnergy=True)
+        energies.append(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+        frames.append(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    records["serial"] = (np.array(energies), np.array(frames), time.perf_counter() - t0)
+    sim.context.setPositions(start.getPositions(asNumpy=True))
+    sim.context.setVelocities(start.getVelocities(asNumpy=True))
+    t0 = time.perf_counter()
+    energies, frames = [], []
+    for _ in range(args.steps // interval):
+        sim.step(interval)
+        state = sim.context.getState(getPositions=True, getEnergy=True)
+        energies.append(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+        frames.append(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    records["lsd"] = (np.array(energies), np.array(frames), time.perf_counter() - t0)
+    sim.close()
+    series = {"potential energy (kJ/mol)": (records["lsd"][0], records["serial"][0])}
+    obsL, curvesL = _observables(example, records["lsd"][1])
+    obsS, curvesS = _observables(example, records["serial"][1])
+    for name in obsL:
+        series[name] = (obsL[name], obsS[name])
+    threshold = args.alpha / len(series)
+    tests = {}
+    for name, (a, b) in series.items():
+        tests[name] = compareSamples(a, b)
+    agree = all(t["p"] > threshold for t in tests.values())
+    fewest = min(min(t["lsd"]["independent"], t["serial"]["independent"]) for t in tests.values())
+    verdict = "AGREE" if agree else "DISAGREE"
+    if fewest < MIN_INDEPENDENT:
+        verdict = "INCONCLUSIVE"
+    s = sim.statistics
+    result = {"verdict": verdict, "agree": agree and verdict != "INCONCLUSIVE",
+              "fewest_independent_samples": fewest, "threshold": threshold, "family_alpha": args.alpha, "frames": len(records["lsd"][0]),
+              "tests": tests, "acceptance_rate": s.acceptanceRate, "steps_per_round": s.stepsPerRound,
+              "serial_seconds": records["serial"][2], "lsd_seconds": records["lsd"][2],
+              "settings": settings(args, example)}
+    _plotValidation(folder, series, curvesL, curvesS, tests)
+    writeJSON(folder / "validation.json", result)
+    print(f"{'observable':32s} {'LSD mean':>12s} {'serial mean':>12s} {'indep. n':>9s} {'p':>8s}")
+    for name, t in tests.items():
+        print(f"{name:32s} {t['lsd']['mean']:12.4f} {t['serial']['mean']:12.4f} "
+              f"{t['lsd']['independent']:4d}/{t['serial']['independent']:<4d} {t['p']:8.3g}")
+    if verdict == "INCONCLUSIVE":
+        print(f"INCONCLUSIVE: only {fewest} independent samples in one series (at least {MIN_INDEPENDENT} needed); "
+              f"run longer (--steps)")
+        return result
+    print(f"{verdict}: every p above {threshold:.3g} (family-wise {args.alpha} over {len(series)} observables, "
+          f"KS and Welch tests on samples thinned by their autocorrelation); acceptance {s.acceptanceRate:.3f}; "
+          f"plots and validation.json in {folder}")
+    return result
+
+
+def _plotValidation(folder, series, curvesL, curvesS, tests):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    names = list(series)
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        a, b = series[name]
+        bins = np.histogram_bin_edges(np.concatenate([a, b]), bins=30)
+        ax.hist(b, bins=bins, density=True, alpha=0.5, label="serial OpenMM")
+        ax.hist(a, bins=bins, density=True, histtype="step", lw=2, label="LSD")
+        ax.set_xlabel(name)
+        ax.set_title(f"p = {tests[name]['p']:.3g}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "energy.png" if len(names) == 1 else folder / "observables.png", dpi=100)
+    if len(names) > 1:
+        fig2, ax = plt.subplots(figsize=(4, 3.2))
+        a, b = series[names[0]]
+        bins = np.histogram_bin_edges(np.concatenate([a, b]), bins=30)
+        ax.hist(b, bins=bins, density=True, alpha=0.5, label="serial OpenMM")
+        ax.hist(a, bins=bins, density=True, histtype="step", lw=2, label="LSD")
+        ax.set_xlabel(names[0])
+        ax.legend(fontsize=7)
+        fig2.tight_layout()
+        fig2.savefig(folder / "energy.png", dpi=100)
+        plt.close(fig2)
+    plt.close(fig)
+    for name in curvesL:
+        fig, ax = plt.subplots(figsize=(4, 3.2))
+        ax.plot(*curvesS[name], label="serial OpenMM")
+        ax.plot(*curvesL[name], label="LSD")
+        ax.set_xlabel("r (nm)")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(folder / "rdf.png", dpi=100)
+        plt.close(fig)
