@@ -108,11 +108,12 @@ def statisticalInefficiency(x, maxLag=None):
     return max(g, 1.0)
 
 
-def compareSamples(a, b):
-    """Test whether two correlated series have the same distribution.
+def compareSamples(a, b, independent=False):
+    """Test whether two correlated series (or, with ``independent``, two i.i.d. samples) have the same law.
 
     Each series is thinned to every ceil(g)-th sample (g its statistical
-    inefficiency); then a two-sample KS test and a Welch t-test of the means.
+    inefficiency; g = 1 for independent samples); then a two-sample KS test and a
+    Welch test of the means.
     Returns a dict with the effective sizes, means with standard errors and both
     p-values; ``p`` is the smaller p-value times 2 (Bonferroni over the two tests).
     """
@@ -122,7 +123,7 @@ def compareSamples(a, b):
     thinned = []
     for name, x in (("lsd", a), ("serial", b)):
         x = np.asarray(x, dtype=float)
-        g = statisticalInefficiency(x)
+        g = 1.0 if independent else statisticalInefficiency(x)
         y = x[::max(1, int(math.ceil(g)))]
         thinned.append(y)
         out[name] = {"samples": len(x), "inefficiency": g, "independent": len(y), "mean": float(np.mean(x)),

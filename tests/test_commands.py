@@ -126,14 +126,28 @@ def test_estimate_predicts_and_compares(tmp_path):
     assert "prediction off by" in done.stdout
 
 
-def test_validate_writes_its_report_and_plots(tmp_path):
-    # Too short for a verdict: the report must say so (exit code 2), not claim agreement.
-    done = cli("validate", "--steps", "400", "--equilibrate", "20", "--output", str(tmp_path / "v"))
-    assert done.returncode in (0, 2), done.stdout + done.stderr
+VALIDATE = ("validate", "--replicas", "16", "--replica-steps", "60", "--equilibrate", "50", "--platform", "Reference")
+
+
+def test_validate_agrees_and_writes_its_report_and_plots(tmp_path):
+    """16 independent replicas of 60 steps per method, KS + Welch at family-wise 0.01 (fixed seed 1)."""
+    done = cli(*VALIDATE, "--output", str(tmp_path / "v"))
+    assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "v" / "validation.json").read_text())
-    assert result["verdict"] in ("AGREE", "INCONCLUSIVE")
-    assert "potential energy (kJ/mol)" in result["tests"] and "mean O-O distance (nm)" in result["tests"]
-    assert (tmp_path / "v" / "energy.png").is_file() and (tmp_path / "v" / "observables.png").is_file()
+    assert result["verdict"] == "AGREE" and result["replicas"] == 16
+    assert set(result["tests"]) == {"potential energy (kJ/mol)", "mean O-O distance (nm)"}
+    for name in ("energy.png", "observables.png", "rdf.png"):
+        assert (tmp_path / "v" / name).is_file()
+    assert "AGREE" in done.stdout
+
+
+def test_validate_rejects_a_broken_lsd(tmp_path):
+    """Negative control: the same validation of LSD with every draft accepted (the draft's law) must fail."""
+    done = cli(*VALIDATE, "--output", str(tmp_path / "v"), "--control", "accept_always")
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = json.loads((tmp_path / "v" / "validation.json").read_text())
+    assert result["verdict"] == "DISAGREE"
+    assert min(t["p"] for t in result["tests"].values()) < 1e-6
 
 
 def test_compare_samples_accepts_the_same_law_and_rejects_a_shift():
