@@ -135,6 +135,10 @@ def main(argv=None):
     r.add_argument("--report-interval", type=int, default=10, help="steps between frames and log lines")
     r.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --output")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--checkpoint-interval", type=int, default=500,
+                   help="steps between checkpoints in OUTPUT/checkpoint.lsd (default 500; 0: none)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run in --output from its checkpoint (the same command otherwise)")
     r.add_argument("--verifiers", type=int, default=0, help="verifier ranks K: launches mpiexec -n K+1")
     e = commands.add_parser("estimate", help="predict acceptance by window position and speedups without LSD")
     _addRunOptions(e, 400)
@@ -185,6 +189,9 @@ def main(argv=None):
         result = {"run": work.run, "estimate": work.estimate, "validate": work.validate}[args.command](args)
     except work.UsageError as exc:
         raise SystemExit(f"openmm-lsd {args.command}: {exc}")
+    except work.RunFailed as exc:
+        sys.stderr.write(f"openmm-lsd {args.command}: {exc}\n")
+        raise SystemExit(3)
     if args.command == "validate" and result["verdict"] != "AGREE":
         raise SystemExit(1)
 

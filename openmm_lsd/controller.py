@@ -147,9 +147,33 @@ class Statistics:
             "window": self.window,
         }
 
+    _COUNTERS = ("accepted", "rejected", "fallbacks", "rounds", "draftSteps", "targetEvaluations",
+                 "expectedAcceptance", "attemptsByPosition", "acceptsByPosition", "expectedByPosition",
+                 "_roundPosition", "draftSeconds", "draftIntegratorSeconds", "verifySeconds")
+
+    def counters(self):
+        """Every counter, for checkpoints (JSON-able)."""
+        return {"window": self.window, **{name: getattr(self, name) for name in self._COUNTERS}}
+
+    @classmethod
+    def fromCounters(cls, counters, window):
+        """Statistics continued from :meth:`counters` (by-position lists cut or padded to ``window``)."""
+        s = cls(window)
+        for name in cls._COUNTERS:
+            value = counters[name]
+            if isinstance(value, list):
+                value = (list(value) + [type(value[0])(0)] * window)[:window]
+            setattr(s, name, value)
+        if s._roundPosition >= window:
+            s._roundPosition = 0
+        return s
+
     def __repr__(self):
         return (f"Statistics(steps={self.steps}, accepted={self.accepted}, rejected={self.rejected}, "
                 f"fallbacks={self.fallbacks}, rounds={self.rounds}, stepsPerRound={self.stepsPerRound:.3f})")
+
+
+_UNSET = object()  # forces the next draft step to set its correction
 
 
 class _Draft:
@@ -217,6 +241,7 @@ class SpeculativeController:
         self._correctionSet = None
         self.draftIntegrator.setPerDofVariableByName("corr", np.zeros((self.numParticles, 3)))
         self.statistics = Statistics(window)
+        self._evaluationsBefore = 0  # target evaluations of the run before a checkpoint was loaded
         self.epoch = 0
         self.step = None
 
@@ -427,6 +452,70 @@ class SpeculativeController:
         for s in [s for s in self.differences if s < keep and s != self.restartStep - 1]:
             del self.differences[s]
 
+    # ---- checkpoints ---------------------------------------------------------------------------
+
+    def checkpointState(self):
+        """Everything that decides the future, as (JSON-able dict, dict of named float64 arrays).
+
+        Besides the accepted state and the correction's inputs, the draft's own state is kept
+        as it is now (its positions and velocity at ``draftStep``, which may be ahead of the
+        accepted step) with the records of the steps drafted past the accepted one: resuming
+        continues that draft exactly, never resynchronising it (DESIGN.md section 8).
+        """
+        state = self.draftContext.getState(getPositions=True)
+        arrays = {"positions": self.positions, "velocities": self.velocities,
+                  "draftPositions": stateArray(state, "positions"),
+                  "draftVelocity": np.asarray(self.draftIntegrator.getPerDofVariable(self._vdIndex))}
+        for s, difference in self.differences.items():
+            arrays[f"difference/{s}"] = difference
+        pending = []
+        for j in range(self.step + 1, self.draftStep + 1):
+            record = self.records[j]
+            pending.append({"step": j, "failed": bool(record.failed), "fd": record.fd is not None})
+            if record.positions is not None:
+                arrays[f"record/{j}/positions"] = record.positions
+                arrays[f"record/{j}/xpre"] = record.xpre
+            if record.fd is not None:
+                arrays[f"record/{j}/fd"] = record.fd
+        meta = {"step": self.step, "origin": self.origin, "restartStep": self.restartStep,
+                "roundStart": self.roundStart, "draftStep": self.draftStep, "draftFailed": self.draftFailed,
+                "pending": pending, "seed": self.seed, "statistics": self.statistics.counters(),
+                "correction": self.correction.name, "lag": self.correction.lag}
+        return meta, arrays
+
+    def restoreState(self, meta, arrays):
+        """Continue exactly from :meth:`checkpointState`'s output."""
+        self.step = int(meta["step"])
+        self.origin = int(meta["origin"])
+        self.seed = int(meta["seed"])
+        self.positions = np.array(arrays["positions"])
+        self.velocities = np.array(arrays["velocities"])
+        self.differences = {int(name.split("/")[1]): np.array(a) for name, a in arrays.items()
+                            if name.startswith("difference/")}
+        self.statistics = Statistics.fromCounters(meta["statistics"], self.window)
+        self._evaluationsBefore = self.statistics.targetEvaluations - self.verifier.numEvaluations
+        self.replayContext.setPositions(self.positions)
+        self.replayContext.setVelocities(self.velocities)
+        self._restart()  # a fresh epoch and submission of x_t; the draft state is then overwritten:
+        self.restartStep = int(meta["restartStep"])
+        self.roundStart = int(meta["roundStart"])
+        self.draftStep = int(meta["draftStep"])
+        self.draftFailed = bool(meta["draftFailed"])
+        self.draftContext.setPositions(arrays["draftPositions"])
+        self.draftIntegrator.setPerDofVariableByName("vd", arrays["draftVelocity"])
+        self.draftContext.setStepCount(self.draftStep)
+        self._correctionSet = _UNSET
+        self.records = {}
+        for item in meta["pending"]:
+            j = int(item["step"])
+            record = _Draft()
+            record.xi, record.logU, record.rng = stepNoise(self.seed, j, self.numParticles)
+            record.failed = bool(item["failed"])
+            record.positions = arrays.get(f"record/{j}/positions")
+            record.xpre = arrays.get(f"record/{j}/xpre")
+            record.fd = arrays.get(f"record/{j}/fd") if item["fd"] else None
+            self.records[j] = record
+
     def advance(self, steps):
         """Verify ``steps`` more steps."""
         end = self.step + steps
@@ -437,4 +526,4 @@ class SpeculativeController:
                 self._submitMore()
             self._submitMore()
             self.verify()
-        self.statistics.targetEvaluations = self.verifier.numEvaluations
+        self.statistics.targetEvaluations = self._evaluationsBefore + self.verifier.numEvaluations

@@ -22,20 +22,23 @@ class StatisticsReporter:
         Steps between reports.
     timeStep : float or None
         The step in ps, for ns/day; taken from the simulation when None.
+    append : bool
+        Append to an existing file (no header), as when resuming from a checkpoint.
     """
 
     columns = ("step", "acceptance_rate", "steps_per_round", "interval_acceptance_rate", "rounds",
                "target_evaluations", "draft_steps", "ns_per_day")
 
-    def __init__(self, file, reportInterval, timeStep=None):
+    def __init__(self, file, reportInterval, timeStep=None, append=False):
         if isinstance(reportInterval, bool) or not isinstance(reportInterval, int) or reportInterval < 1:
             raise ValueError(f"reportInterval must be a positive integer, got {reportInterval!r}")
         self._interval = reportInterval
         self._own = isinstance(file, str)
-        self._out = open(file, "w") if self._own else file
+        self._out = open(file, "a" if append else "w") if self._own else file
         self._timeStep = timeStep
         self._last = None
-        self._out.write(",".join(self.columns) + "\n")
+        if not append:
+            self._out.write(",".join(self.columns) + "\n")
 
     def describeNextReport(self, simulation):
         steps = self._interval - simulation.currentStep % self._interval

@@ -242,6 +242,100 @@ class SpeculativeSimulation:
         """Counters of the run so far (:class:`openmm_lsd.controller.Statistics`)."""
         return self._controller.statistics
 
+    # ---- checkpoints and states --------------------------------------------------------------
+
+    def _settings(self):
+        c = self._coefficients
+        return {"particles": self.system.getNumParticles(), "scheme": c.scheme, "temperature": c.temperature,
+                "friction": c.gamma, "stepSize": c.dt, "correction": self.correction.name,
+                "lag": self.correction.lag}
+
+    def _isSynced(self):
+        if self._synced is None:
+            return False
+        positions, velocities, step, _ = self._contextState()
+        synced = self._synced
+        return step == synced[2] and np.array_equal(positions, synced[0]) and np.array_equal(velocities, synced[1])
+
+    def saveCheckpoint(self, file, extra=None):
+        """Save everything that decides the future to ``file`` (a path, written atomically, or a binary file).
+
+        Loading it into a ``SpeculativeSimulation`` built the same way (any window, any
+        number of verifier ranks) continues the run exactly: with the same seed the
+        trajectory equals the uninterrupted one (bit for bit on the Reference platform).
+        The format (:mod:`openmm_lsd.checkpoint`) is portable and holds no pickle.
+        ``extra`` (JSON-able) is stored alongside and returned by :meth:`loadCheckpoint`.
+        """
+        from . import checkpoint
+
+        state = self.context.getState(getPositions=True, getVelocities=True, getParameters=True)
+        controller = {"settings": self._settings(), "seed": self.seed, "fresh": not self._isSynced(),
+                      "extra": extra}
+        arrays = {}
+        if not controller["fresh"]:
+            meta, arrays = self._controller.checkpointState()
+            controller["controller"] = meta
+        checkpoint.write(file, openmm.XmlSerializer.serialize(state), controller, arrays)
+
+    def loadCheckpoint(self, file):
+        """Continue from a checkpoint written by :meth:`saveCheckpoint`.
+
+        Raises :class:`openmm_lsd.checkpoint.CheckpointError` for a corrupt or truncated
+        file, another format version, or a checkpoint of a different simulation (particle
+        count, scheme, temperature, friction, step size, correction); nothing is changed then.
+        Returns the ``extra`` given to :meth:`saveCheckpoint`.
+        """
+        from . import checkpoint
+
+        xml, controller, arrays = checkpoint.read(file)
+        mine, theirs = self._settings(), controller.get("settings", {})
+        differ = [f"{key} {theirs.get(key)!r} in the checkpoint, {value!r} here" for key, value in mine.items()
+                  if theirs.get(key) != value]
+        if differ:
+            raise checkpoint.CheckpointError("the checkpoint belongs to a different simulation: " + "; ".join(differ))
+        try:
+            state = openmm.XmlSerializer.deserialize(xml)
+        except Exception as exc:
+            raise checkpoint.CheckpointError(f"the checkpoint's target state cannot be read: {exc}") from None
+        self.context.setState(state)
+        self.context.setStepCount(state.getStepCount())
+        if self.seed != controller["seed"]:
+            logger.info("continuing with the checkpoint's seed %d (this simulation was built with %d)",
+                        controller["seed"], self.seed)
+        self.seed = int(controller["seed"])
+        self._controller.seed = self.seed
+        if controller["fresh"]:
+            self._synced = None
+            return controller.get("extra")
+        if self.system.usesPeriodicBoundaryConditions():
+            box = state.getPeriodicBoxVectors()
+            self._replayContext.setPeriodicBoxVectors(*box)
+            self._draftContext.setPeriodicBoxVectors(*box)
+        self._controller.restoreState(controller["controller"], arrays)
+        positions, velocities, step, _ = self._contextState()
+        self._synced = (positions, velocities, step)
+        return controller.get("extra")
+
+    def saveState(self, file):
+        """Save the accepted target State as OpenMM XML (like ``Simulation.saveState``).
+
+        A state is not a checkpoint: loading it starts a new accepted history there (the
+        draft resynchronises), so the continuation has the right law but is not the
+        uninterrupted trajectory. Use :meth:`saveCheckpoint` to resume exactly.
+        """
+        xml = openmm.XmlSerializer.serialize(self.context.getState(getPositions=True, getVelocities=True,
+                                                                    getParameters=True))
+        if hasattr(file, "write"):
+            file.write(xml)
+        else:
+            with open(file, "w") as f:
+                f.write(xml)
+
+    def loadState(self, file):
+        """Load a State saved by :meth:`saveState` (or ``Simulation.saveState``) into the target Context."""
+        xml = file.read() if hasattr(file, "read") else open(file).read()
+        self.context.setState(openmm.XmlSerializer.deserialize(xml))
+
     def minimizeEnergy(self, tolerance=10 * unit.kilojoules_per_mole / unit.nanometer, maxIterations=0):
         """Minimize the target energy, as ``Simulation.minimizeEnergy`` does.
 

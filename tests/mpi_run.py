@@ -23,6 +23,9 @@ parser.add_argument("--die-rank", type=int, default=None)
 parser.add_argument("--timeout", type=float, default=600.0)
 parser.add_argument("--verifier", default=None)
 parser.add_argument("--window", type=int, default=4)
+parser.add_argument("--checkpoint", default=None, help="save a checkpoint here after --stop-after rounds of 5 steps")
+parser.add_argument("--stop-after", type=int, default=None)
+parser.add_argument("--resume", default=None, help="continue from this checkpoint")
 args = parser.parse_args()
 
 rank = int(os.environ.get("PMI_RANK", "0"))
@@ -52,7 +55,13 @@ sim = SpeculativeSimulation(topology(3), target, draft, 300, 5.0, 0.004, window=
 sim.context.setPositions(startPositions())
 sim.context.setVelocities(startVelocities())
 frames = []
-for _ in range(12):
+if args.resume:
+    sim.loadCheckpoint(args.resume)
+    frames = list(np.load(args.out))
+for _ in range(len(frames), 12):
+    if args.stop_after is not None and len(frames) == args.stop_after:
+        sim.saveCheckpoint(args.checkpoint)
+        break
     sim.step(5)
     state = sim.context.getState(getPositions=True, getVelocities=True)
     frames.append(np.concatenate([state.getPositions(asNumpy=True)._value, state.getVelocities(asNumpy=True)._value]))

@@ -113,6 +113,92 @@ def test_run_from_a_pdb_file(tmp_path):
     assert summary["settings"]["atoms"] == 22 and summary["steps"] == 20
 
 
+RESUMABLE = ("run", "--steps", "300", "--window", "4", "--report-interval", "10", "--checkpoint-interval", "50",
+             "--platform", "Reference", "--no-progress")
+
+
+def _columns(path, n):
+    return [line.split(",")[:n] for line in Path(path).read_text().splitlines()]
+
+
+def test_killed_run_resumes_without_gaps_or_duplicates(tmp_path):
+    """SIGKILL mid-run, then the same command with --resume: files equal the uninterrupted run's."""
+    import signal
+    import time
+
+    whole = cli(*RESUMABLE, "--output", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "openmm_lsd.cli", *RESUMABLE, "--output", str(out)],
+                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        log = out / "log.csv"
+        if (out / "checkpoint.lsd").exists() and log.exists() and len(log.read_text().splitlines()) > 17:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "summary.json").exists()
+    resumed = cli(*RESUMABLE, "--output", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at step" in resumed.stderr
+    a = mdtraj.load(str(tmp_path / "whole" / "trajectory.dcd"), top=str(tmp_path / "whole" / "topology.pdb"))
+    b = mdtraj.load(str(out / "trajectory.dcd"), top=str(out / "topology.pdb"))
+    assert a.n_frames == b.n_frames == 30
+    assert np.array_equal(a.xyz, b.xyz)
+    assert _columns(tmp_path / "whole" / "log.csv", 3) == _columns(out / "log.csv", 3)  # step, time, energy
+    assert _columns(tmp_path / "whole" / "statistics.csv", 3) == _columns(out / "statistics.csv", 3)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed"] and summary["steps"] == 300
+    assert summary["acceptance_rate"] == json.loads((tmp_path / "whole" / "summary.json").read_text())["acceptance_rate"]
+    again = cli(*RESUMABLE, "--output", str(out), "--resume")
+    assert again.returncode != 0 and "already complete" in again.stderr
+
+
+def test_resume_and_checkpoint_options_are_checked(tmp_path):
+    done = cli("run", "--output", str(tmp_path / "none"), "--resume")
+    assert done.returncode != 0 and "no checkpoint" in done.stderr
+    done = cli("run", "--output", str(tmp_path / "x"), "--checkpoint-interval", "15", "--report-interval", "10")
+    assert done.returncode != 0 and "multiple of --report-interval" in done.stderr
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "checkpoint.lsd").write_bytes(b"not a zip")
+    done = cli("run", "--output", str(tmp_path / "bad"), "--resume")
+    assert done.returncode != 0 and "not an openmm-lsd checkpoint" in done.stderr
+
+
+def test_run_that_fails_stops_with_a_checkpoint_and_names_the_step(tmp_path, monkeypatch, capsys):
+    """A target force that turns NaN: exit code 3, the step and atoms named, a checkpoint to resume from."""
+    import openmm
+
+    from openmm_lsd import cli as command
+    from openmm_lsd import systems
+
+    real = systems.EXAMPLES["water"]
+    calls = {"n": 0}
+
+    def poisoned(state):
+        calls["n"] += 1
+        forces = np.zeros((24, 3))
+        if calls["n"] > 45:
+            forces[7] = np.inf
+        return 0.0, forces
+
+    def water(model="gfn2-xtb", numWaters=8):
+        example = real(numWaters=numWaters, model=model)
+        example.target.addForce(openmm.PythonForce(poisoned))
+        return example
+
+    monkeypatch.setitem(systems.EXAMPLES, "water", water)
+    with pytest.raises(SystemExit) as stop:
+        command.main(["run", "--steps", "200", "--output", str(tmp_path / "o"), "--no-progress", "--platform",
+                      "Reference", "--checkpoint-interval", "10"])
+    assert stop.value.code == 3
+    message = capsys.readouterr().err
+    assert "stopped at step" in message and "target force is not finite" in message and "atoms [7" in message
+    assert (tmp_path / "o" / "checkpoint.lsd").exists() and not (tmp_path / "o" / "summary.json").exists()
+
+
 def test_estimate_predicts_and_compares(tmp_path):
     run = cli("run", "--steps", "60", "--output", str(tmp_path / "r"), "--no-progress")
     assert run.returncode == 0, run.stderr

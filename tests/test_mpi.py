@@ -39,6 +39,19 @@ def test_same_trajectory_for_1_2_4_verifier_ranks(tmp_path):
         np.testing.assert_array_equal(np.load(tmp_path / f"k{verifiers}.npy"), expected)
 
 
+def test_checkpoint_resumes_exactly_under_another_rank_count(tmp_path):
+    """Interrupted after 25 steps on 1 verifier rank, resumed on 3: the uninterrupted 2-rank trajectory."""
+    whole = launch(3, tmp_path / "whole.npy")
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    out, checkpoint = tmp_path / "parts.npy", tmp_path / "c.lsd"
+    first = launch(2, out, "--checkpoint", str(checkpoint), "--stop-after", "5")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert len(np.load(out)) == 5
+    second = launch(4, out, "--resume", str(checkpoint), "--window", "6")
+    assert second.returncode == 0, second.stdout + second.stderr
+    np.testing.assert_array_equal(np.load(out), np.load(tmp_path / "whole.npy"))
+
+
 def test_exception_on_a_verifier_rank_is_reported_by_rank_0(tmp_path):
     run = launch(3, tmp_path / "x.npy", "--fail-rank", "2", limit=60)
     assert run.returncode != 0

@@ -32,8 +32,12 @@ class InProcessVerifier(Verifier):
     def result(self, key):
         positions = self._pending.pop(key)
         start = time.perf_counter()
-        self.context.setPositions(positions)
-        forces = forcesFromState(self.context.getState(getForces=True))
+        try:
+            self.context.setPositions(positions)
+            forces = forcesFromState(self.context.getState(getForces=True))
+        except Exception as exc:
+            raise RuntimeError(f"the target failed to evaluate forces at step {key[1]}: "
+                               f"{type(exc).__name__}: {exc}") from exc
         self.targetSeconds += time.perf_counter() - start
         self.numEvaluations += 1
         return forces
