@@ -65,16 +65,23 @@ def read(file):
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             manifest = json.loads(archive.read("manifest.json"))
             members = {member: archive.read(member) for member in ("state.xml", "controller.json", "arrays.npz")}
-    except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:
-        raise CheckpointError(f"{name} is not an openmm-lsd checkpoint or is truncated ({exc})") from None
+    except Exception as exc:  # BadZipFile, a failed CRC, zlib errors, a missing member, bad JSON...
+        raise CheckpointError(f"{name} is not an openmm-lsd checkpoint or is truncated or corrupt "
+                              f"({type(exc).__name__}: {exc})") from None
     if manifest.get("format") != FORMAT:
         raise CheckpointError(f"{name} is not an openmm-lsd checkpoint")
     if manifest.get("version") != VERSION:
         raise CheckpointError(f"{name} has checkpoint format version {manifest.get('version')}; this openmm-lsd "
                               f"reads version {VERSION}")
-    for member, digest in manifest.get("sha256", {}).items():
+    digests = manifest.get("sha256")
+    if not isinstance(digests, dict) or set(digests) != set(members):
+        raise CheckpointError(f"{name} is corrupt: its manifest does not list the members' checksums")
+    for member, digest in digests.items():
         if hashlib.sha256(members[member]).hexdigest() != digest:
             raise CheckpointError(f"{name} is corrupt: the checksum of {member} does not match")
-    with np.load(io.BytesIO(members["arrays.npz"]), allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
-    return members["state.xml"].decode(), json.loads(members["controller.json"]), arrays
+    try:
+        with np.load(io.BytesIO(members["arrays.npz"]), allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        return members["state.xml"].decode(), json.loads(members["controller.json"]), arrays
+    except Exception as exc:
+        raise CheckpointError(f"{name} is corrupt ({type(exc).__name__}: {exc})") from None
