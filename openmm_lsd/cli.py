@@ -65,6 +65,8 @@ def _addRunOptions(p, steps):
     p.add_argument("--lag", type=int, default=None, help="offset correction lag (default 8)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--platform", default=None, help="OpenMM platform (default: OpenMM's fastest)")
+    p.add_argument("--verifier-timeout", type=float, default=600.0,
+                   help="seconds without an answer before a verifier rank is declared dead or hung (default 600)")
 
 
 def bench(args, passthrough):

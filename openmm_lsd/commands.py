@@ -86,7 +86,7 @@ def makeSimulation(args, example, _control=None, verifier=None):
         example.topology, example.target, example.draft, args.temperature * unit.kelvin,
         args.friction / unit.picosecond, args.timestep * unit.femtoseconds, window=args.window, scheme=args.scheme,
         draftCorrection=args.correction, correctionLag=args.lag, platform=args.platform, seed=args.seed,
-        verifier=verifier, _control=_control)
+        verifier=verifier, verifierTimeout=args.verifier_timeout, _control=_control)
 
 
 def checkNumbers(args):
@@ -102,6 +102,8 @@ def checkNumbers(args):
         raise UsageError(f"--window must be between 1 and 1000, got {args.window}")
     if args.lag is not None and args.lag < 1:
         raise UsageError(f"--lag must be at least 1, got {args.lag}")
+    if not (args.verifier_timeout > 0 and math.isfinite(args.verifier_timeout)):
+        raise UsageError(f"--verifier-timeout must be a positive number of seconds, got {args.verifier_timeout}")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.pdb and args.system_given:

@@ -471,6 +471,11 @@ class SpeculativeController:
         pending = []
         for j in range(self.step + 1, self.draftStep + 1):
             record = self.records[j]
+            if record.fd is None and self.correction.lag is not None and record.positions is not None:
+                # MPI ranks return F_d(x_{j-1}) with F_t; a resumed run may verify in-process, so keep it here.
+                previous = self.records.get(j - 1)
+                start = previous.positions if previous is not None else self.positions
+                record.fd = self._draftForcesAt(start)
             pending.append({"step": j, "failed": bool(record.failed), "fd": record.fd is not None})
             if record.positions is not None:
                 arrays[f"record/{j}/positions"] = record.positions
@@ -482,6 +487,16 @@ class SpeculativeController:
                 "pending": pending, "seed": self.seed, "statistics": self.statistics.counters(),
                 "correction": self.correction.name, "lag": self.correction.lag}
         return meta, arrays
+
+    def _draftForcesAt(self, positions):
+        """F_d at ``positions`` from a force-only Context on the draft System (made on first use)."""
+        if getattr(self, "_draftForceContext", None) is None:
+            self._draftForceContext = openmm.Context(self.draftContext.getSystem(), openmm.VerletIntegrator(0.001),
+                                                     self.draftContext.getPlatform())
+            box = self.draftContext.getState().getPeriodicBoxVectors()
+            self._draftForceContext.setPeriodicBoxVectors(*box)
+        self._draftForceContext.setPositions(positions)
+        return stateArray(self._draftForceContext.getState(getForces=True), "forces")
 
     def restoreState(self, meta, arrays):
         """Continue exactly from :meth:`checkpointState`'s output."""

@@ -26,6 +26,8 @@ parser.add_argument("--window", type=int, default=4)
 parser.add_argument("--checkpoint", default=None, help="save a checkpoint here after --stop-after rounds of 5 steps")
 parser.add_argument("--stop-after", type=int, default=None)
 parser.add_argument("--resume", default=None, help="continue from this checkpoint")
+parser.add_argument("--delay", type=float, default=0.0, help="seconds each target evaluation also takes")
+parser.add_argument("--checkpoint-on-failure", default=None, help="on a fault, save the last accepted step here")
 args = parser.parse_args()
 
 rank = int(os.environ.get("PMI_RANK", "0"))
@@ -48,6 +50,14 @@ if rank in (args.fail_rank, args.die_rank, args.hang_rank):
     import openmm
 
     target.addForce(openmm.PythonForce(faulty))
+elif args.delay:
+    import openmm
+
+    def slow(state):
+        time.sleep(args.delay)
+        return 0.0, np.zeros((3, 3))
+
+    target.addForce(openmm.PythonForce(slow))
 
 sim = SpeculativeSimulation(topology(3), target, draft, 300, 5.0, 0.004, window=args.window,
                             draftCorrection="offset", correctionLag=2, platform="Reference", seed=3,
@@ -58,11 +68,24 @@ frames = []
 if args.resume:
     sim.loadCheckpoint(args.resume)
     frames = list(np.load(args.out))
+    if sim.currentStep % 5:  # a checkpoint taken at a fault may sit between two saved frames
+        sim.step(5 - sim.currentStep % 5)
+        state = sim.context.getState(getPositions=True, getVelocities=True)
+        frames.append(np.concatenate([state.getPositions(asNumpy=True)._value,
+                                      state.getVelocities(asNumpy=True)._value]))
 for _ in range(len(frames), 12):
     if args.stop_after is not None and len(frames) == args.stop_after:
         sim.saveCheckpoint(args.checkpoint)
         break
-    sim.step(5)
+    try:
+        sim.step(5)
+    except RuntimeError as exc:
+        if not args.checkpoint_on_failure:
+            raise
+        sim.saveCheckpoint(args.checkpoint_on_failure)
+        np.save(args.out, np.array(frames))
+        print(f"stopped at step {sim.currentStep}: {exc}", flush=True)
+        sys.exit(3)
     state = sim.context.getState(getPositions=True, getVelocities=True)
     frames.append(np.concatenate([state.getPositions(asNumpy=True)._value, state.getVelocities(asNumpy=True)._value]))
 np.save(args.out, np.array(frames))

@@ -52,6 +52,23 @@ def test_checkpoint_resumes_exactly_under_another_rank_count(tmp_path):
     np.testing.assert_array_equal(np.load(out), np.load(tmp_path / "whole.npy"))
 
 
+def test_hung_rank_leaves_a_checkpoint_that_resumes_exactly(tmp_path):
+    """Rank 2 hangs (the others take 50 ms per call): rank 0 names it after the 1 s timeout, keeps the last
+    accepted step, exits non-zero;
+    resuming that checkpoint in one process reproduces the uninterrupted trajectory."""
+    whole = launch(0, tmp_path / "whole.npy")
+    assert whole.returncode == 0, whole.stderr
+    out, checkpoint = tmp_path / "parts.npy", tmp_path / "last.lsd"
+    hung = launch(3, out, "--hang-rank", "2", "--timeout", "1", "--delay", "0.05", "--checkpoint-on-failure",
+                  str(checkpoint), limit=60)
+    assert hung.returncode != 0
+    assert "verifier rank 2 returned nothing" in hung.stdout + hung.stderr
+    assert "stopped at step" in hung.stdout and checkpoint.exists()
+    resumed = launch(0, out, "--resume", str(checkpoint))
+    assert resumed.returncode == 0, resumed.stderr
+    np.testing.assert_array_equal(np.load(out), np.load(tmp_path / "whole.npy"))
+
+
 def test_exception_on_a_verifier_rank_is_reported_by_rank_0(tmp_path):
     run = launch(3, tmp_path / "x.npy", "--fail-rank", "2", limit=60)
     assert run.returncode != 0

@@ -175,6 +175,7 @@ class MPIVerifier(Verifier):
         self._draftResults = {}
         self._sends = []
         self._closed = False
+        self._failed = None  # a rank found dead or hung: close() then aborts at once instead of waiting again
         self.numEvaluations = 0
         self.targetSeconds = 0.0
         #: seconds each dispatched job waited on rank 0 for an idle rank
@@ -242,6 +243,7 @@ class MPIVerifier(Verifier):
         now = time.perf_counter()
         for rank, (held, since) in self._busy.items():
             if now - since > self.timeout:
+                self._failed = rank
                 raise RuntimeError(
                     f"verifier rank {rank} returned nothing for {now - since:.0f} s while evaluating step "
                     f"{held[1]} (timeout {self.timeout:g} s): the rank died or hangs")
@@ -274,6 +276,11 @@ class MPIVerifier(Verifier):
         self._closed = True
         self._queue.clear()
         self._wanted.clear()
+        if self._failed is not None:
+            sys.stderr.write(f"openmm-lsd: verifier rank {self._failed} did not answer; aborting the MPI job\n")
+            sys.stderr.flush()
+            time.sleep(0.5)
+            self.comm.Abort(1)
         backoff = _Backoff(2e-5, 1e-3)
         try:
             while self._busy:
