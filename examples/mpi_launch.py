@@ -24,7 +24,8 @@ from openmm_lsd.systems import water  # noqa: E402
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 example = water(8)  # GFN2-xTB target, rigid TIP3P draft
 sim = SpeculativeSimulation(example.topology, example.target, example.draft, 300 * unit.kelvin,
-                            10 / unit.picosecond, 2 * unit.femtoseconds, window=2, seed=1)
+                            10 / unit.picosecond, 2 * unit.femtoseconds, window=2, seed=1,
+                            platform="Reference")  # bit-reproducible: the same trajectory on any rank count
 sim.context.setPositions(example.positions)
 sim.context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
 sim.step(steps)
