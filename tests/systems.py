@@ -74,3 +74,17 @@ def startVelocities(n=3, virtualSite=False):
     if virtualSite:
         v = np.vstack([v, np.zeros(3)])
     return v
+
+
+def poisonedForce(numParticles, after, atom, value=np.nan):
+    """A PythonForce adding zero forces, then ``value`` on ``atom`` from its ``after``+1-th call on."""
+    calls = {"n": 0}
+
+    def compute(state):
+        calls["n"] += 1
+        forces = np.zeros((numParticles, 3))
+        if calls["n"] > after:
+            forces[atom] = value
+        return 0.0, forces
+
+    return openmm.PythonForce(compute)

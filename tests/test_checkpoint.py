@@ -10,7 +10,7 @@ import pytest
 
 from openmm_lsd import SpeculativeSimulation
 from openmm_lsd.checkpoint import CheckpointError
-from systems import startPositions, startVelocities, topology, toy
+from systems import poisonedForce, startPositions, startVelocities, topology, toy
 
 TARGET = dict(constraint=True, cmm=3)
 DRAFT = dict(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.15, constraint=True, cmm=3)
@@ -128,17 +128,8 @@ def test_save_and_load_state_like_simulation(tmp_path):
 
 
 def test_non_finite_target_force_stops_at_the_last_accepted_step_and_names_atoms():
-    calls = {"n": 0}
-
-    def poisoned(state):
-        calls["n"] += 1
-        forces = np.zeros((3, 3))
-        if calls["n"] > 12:
-            forces[2] = np.nan
-        return 0.0, forces
-
     target = toy(**TARGET)
-    target.addForce(openmm.PythonForce(poisoned))
+    target.addForce(poisonedForce(3, after=12, atom=2))
     sim = make(target=target)
     with pytest.raises(RuntimeError, match=r"target force is not finite at step \d+ \(atoms \[2"):
         sim.step(40)

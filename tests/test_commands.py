@@ -169,24 +169,16 @@ def test_resume_and_checkpoint_options_are_checked(tmp_path):
 
 def test_run_that_fails_stops_with_a_checkpoint_and_names_the_step(tmp_path, monkeypatch, capsys):
     """A target force that turns NaN: exit code 3, the step and atoms named, a checkpoint to resume from."""
-    import openmm
-
     from openmm_lsd import cli as command
     from openmm_lsd import systems
+    sys.path.insert(0, str(ROOT / "tests"))
+    from systems import poisonedForce
 
     real = systems.EXAMPLES["water"]
-    calls = {"n": 0}
-
-    def poisoned(state):
-        calls["n"] += 1
-        forces = np.zeros((24, 3))
-        if calls["n"] > 45:
-            forces[7] = np.inf
-        return 0.0, forces
 
     def water(model="gfn2-xtb", numWaters=8):
         example = real(numWaters=numWaters, model=model)
-        example.target.addForce(openmm.PythonForce(poisoned))
+        example.target.addForce(poisonedForce(24, after=45, atom=7, value=np.inf))
         return example
 
     monkeypatch.setitem(systems.EXAMPLES, "water", water)
