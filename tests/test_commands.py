@@ -310,3 +310,47 @@ def test_example_runs(tmp_path, script, steps):
     if script == "ani2x.py" and "SKIPPED" in done.stdout:
         pytest.skip(done.stdout.strip())
     assert "acceptance" in done.stdout
+
+
+@pytest.mark.parametrize("model", ["ani2x", "mace-off23-small", "aimnet2"])
+def test_downloaded_ml_targets_build_or_skip_with_the_reason(model):
+    """openmm-ml potentials whose weights download at run time: built where possible, else skipped, saying why."""
+    from openmm_lsd import systems
+
+    pdb = systems.alanineDipeptidePDB()
+    try:
+        target = systems.createTarget(pdb.topology, model)
+    except (ImportError, ValueError) as exc:
+        pytest.skip(f"{model} is not available here: {exc}")
+    draft = systems.createDraft(pdb.topology, target, forcefield=("amber14-all.xml",))
+    systems.constrainLike(target, draft)
+    from openmm_lsd import SpeculativeSimulation
+
+    sim = SpeculativeSimulation(pdb.topology, target, draft, 300, 10.0, 0.001, window=4, seed=1)
+    sim.context.setPositions(pdb.positions)
+    sim.step(5)
+    assert sim.currentStep == 5
+
+
+def test_torchforce_target_where_openmmtorch_imports(tmp_path):
+    """An openmm-torch TorchForce target (optional extra): skipped where openmmtorch does not import."""
+    torch = pytest.importorskip("torch", reason="needs torch")
+    openmmtorch = pytest.importorskip("openmmtorch", reason="openmmtorch does not import here (it needs a CUDA-12 "
+                                                            "torch build)")
+    sys.path.insert(0, str(ROOT / "tests"))
+    import systems as toy
+
+    from openmm_lsd import SpeculativeSimulation
+
+    class Wells(torch.nn.Module):
+        def forward(self, positions):
+            return 200.0 * torch.sum((positions - 0.1) ** 2)
+
+    path = str(tmp_path / "wells.pt")
+    torch.jit.script(Wells()).save(path)
+    target = toy.toy()
+    target.addForce(openmmtorch.TorchForce(path))
+    sim = SpeculativeSimulation(None, target, toy.toy(), 300, 1.0, 0.002, window=4, platform="Reference", seed=1)
+    sim.context.setPositions(toy.startPositions())
+    sim.step(10)
+    assert sim.statistics.steps == 10
