@@ -314,9 +314,8 @@ class SpeculativeController:
 
     def _correctionFor(self, j):
         # A difference that was never formed (the draft step threw, or gave non-finite forces) means no
-        # correction: still a function of the accepted history, so still exact.
-        s = self._source(j)
-        return None if s is None else self.differences.get(s)
+        # correction (or a lower order): still a function of the accepted history, so still exact.
+        return self.correction.combine(j, self.origin, self.restartStep, self.differences)
 
     def draft(self):
         """Draft one step past ``draftStep`` and submit its position for verification."""
@@ -447,9 +446,12 @@ class SpeculativeController:
         self.forces.pop(t - 1, None)
         self._draftForces.pop(t - 1, None)
         self._draftVelocities.pop(t - 1, None)
-        # Pending and future drafts need s >= t - lag - 1, or the last restart's r - 1.
-        keep = t - (self.correction.lag or 0) - 1
-        for s in [s for s in self.differences if s < keep and s != self.restartStep - 1]:
+        # Pending and future drafts need s >= t - lag - 1, or the last restart's r - 1, and for an
+        # extrapolation the `order` indices before each.
+        order = getattr(self.correction, "order", 0)
+        keep = t - (self.correction.lag or 0) - 1 - order
+        restart = self.restartStep - 1
+        for s in [s for s in self.differences if s < keep and not restart - order <= s <= restart]:
             del self.differences[s]
 
     # ---- checkpoints ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ count (DESIGN.md section 9).  This is DESIGN.md section 7's "offset from the
 last verified position before the restart", refreshed every step afterwards.
 """
 
-__all__ = ["makeCorrection"]
+__all__ = ["makeCorrection", "NoCorrection", "OffsetCorrection", "ExtrapolateCorrection", "CORRECTIONS"]
 
 DEFAULT_LAG = 8
 
@@ -27,9 +27,14 @@ class NoCorrection:
 
     name = "none"
     lag = None
+    order = 0
 
     def source(self, j, origin, restart):
-        """The accepted index s whose force difference dF_s drafting step j uses, or None."""
+        """The newest accepted index s whose force difference dF_s drafting step j uses, or None."""
+        return None
+
+    def combine(self, j, origin, restart, differences):
+        """The correction (N, 3) for drafting step j from the accepted differences, or None."""
         return None
 
     def settings(self):
@@ -48,6 +53,7 @@ class OffsetCorrection:
     """
 
     name = "offset"
+    order = 0
 
     def __init__(self, lag=DEFAULT_LAG):
         if isinstance(lag, bool) or not isinstance(lag, int) or lag < 1:
@@ -60,19 +66,102 @@ class OffsetCorrection:
         s = max(j - 1 - self.lag, restart - 1)
         return s if s >= origin else None
 
+    def combine(self, j, origin, restart, differences):
+        s = self.source(j, origin, restart)
+        return None if s is None else differences.get(s)
+
     def settings(self):
         return {"draftCorrection": self.name, "correctionLag": self.lag}
 
 
+def lagrangeWeights(order, h):
+    """Weights of the polynomial through nodes 0, -1, ..., -order evaluated at h (h steps past node 0)."""
+    weights = []
+    for k in range(order + 1):
+        w = 1.0
+        for m in range(order + 1):
+            if m != k:
+                w *= (h + m) / (m - k)
+        weights.append(w)
+    return weights
+
+
+class ExtrapolateCorrection(OffsetCorrection):
+    """``'extrapolate'`` (linear) / ``'extrapolate-quadratic'``: dF extrapolated in time to x_{j-1}.
+
+    From the differences at the accepted indices s, s - 1 (, s - 2), with s the
+    offset's source, the Lagrange polynomial through them evaluated h = min(j - 1 - s,
+    horizon) steps past s: linear (1 + h) dF_s - h dF_{s-1}; quadratic
+    (h+1)(h+2)/2 dF_s - h(h+2) dF_{s-1} + h(h+1)/2 dF_{s-2}.  Where the older points
+    precede the run or were never formed, the order drops (down to the offset).
+    Every input is accepted history chosen by index, so it is exact like the offset.
+
+    Parameters
+    ----------
+    lag : int
+        As for the offset.
+    order : int
+        1 (linear) or 2 (quadratic).
+    horizon : int or None
+        The furthest extrapolation, in steps (default: the lag). Measured on 8 waters
+        against GFN2-xTB (`docs/acceptance.md`): quadratic, horizon 1 / 2 / 3 / 8 gave
+        2.59 / 3.46 / 3.66 / 3.76 steps per round at 1/ps; cubic overfits (3.50).
+    """
+
+    def __init__(self, lag=DEFAULT_LAG, order=1, horizon=None):
+        super().__init__(lag)
+        if order not in (1, 2, 3):
+            raise ValueError(f"extrapolation order must be 1, 2 or 3, got {order!r}")
+        if horizon is None:
+            horizon = lag
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0:
+            raise ValueError(f"extrapolation horizon must be an integer >= 0, got {horizon!r}")
+        self.order = order
+        self.horizon = horizon
+        self.name = {1: "extrapolate", 2: "extrapolate-quadratic", 3: "extrapolate-cubic"}[order]
+
+    def combine(self, j, origin, restart, differences):
+        s = self.source(j, origin, restart)
+        if s is None:
+            return None
+        points = []
+        for k in range(self.order + 1):
+            d = differences.get(s - k) if s - k >= origin else None
+            if d is None:
+                break
+            points.append(d)
+        if not points:
+            return None
+        h = min(j - 1 - s, self.horizon)
+        if len(points) == 1 or h == 0:
+            return points[0]
+        weights = lagrangeWeights(len(points) - 1, h)
+        out = weights[0] * points[0]
+        for w, d in zip(weights[1:], points[1:]):
+            out = out + w * d
+        return out
+
+    def settings(self):
+        return {"draftCorrection": self.name, "correctionLag": self.lag, "horizon": self.horizon}
+
+
+CORRECTIONS = ("none", "offset", "extrapolate", "extrapolate-quadratic")
+
+
 def makeCorrection(draftCorrection, lag=None):
-    """Build a correction from its name (``'none'`` or ``'offset'``) or pass an object through."""
+    """Build a correction from its name (one of :data:`CORRECTIONS`) or pass a correction object through."""
     if not isinstance(draftCorrection, str):
-        if hasattr(draftCorrection, "source") and hasattr(draftCorrection, "value"):
+        if all(hasattr(draftCorrection, a) for a in ("source", "combine", "order", "lag", "name")):
             return draftCorrection
-        raise ValueError(f"unknown draftCorrection {draftCorrection!r}: use 'none' or 'offset'")
+        raise ValueError(f"unknown draftCorrection {draftCorrection!r}: use one of {list(CORRECTIONS)}")
     name = draftCorrection.lower()
+    lag = DEFAULT_LAG if lag is None else lag
     if name == "none":
         return NoCorrection()
     if name == "offset":
-        return OffsetCorrection(DEFAULT_LAG if lag is None else lag)
-    raise ValueError(f"unknown draftCorrection {draftCorrection!r}: use 'none' or 'offset'")
+        return OffsetCorrection(lag)
+    if name == "extrapolate":
+        return ExtrapolateCorrection(lag, order=1)
+    if name == "extrapolate-quadratic":
+        return ExtrapolateCorrection(lag, order=2)
+    raise ValueError(f"unknown draftCorrection {draftCorrection!r}: use one of {list(CORRECTIONS)}")

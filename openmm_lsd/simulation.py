@@ -86,7 +86,10 @@ class SpeculativeSimulation:
         ``'offset'`` (default): the draft force for step j is corrected by
         F_t - F_d at one accepted position, the newer of x_{j-1-L} (L =
         ``correctionLag``) and the position just before the draft's last
-        restart (see :mod:`openmm_lsd.corrections`); ``'none'``.
+        restart (see :mod:`openmm_lsd.corrections`); ``'extrapolate'`` /
+        ``'extrapolate-quadratic'``: that difference extrapolated in time by a
+        polynomial through the last 2 / 3 accepted differences; ``'none'``; or a
+        correction object (``corrections.ExtrapolateCorrection(lag, order, horizon)``).
     correctionLag : int, optional
         Lag L of the correction (default 8).  The draft never runs more than L
         steps past the verified frontier.
