@@ -40,6 +40,15 @@ def _relaunch(argv, verifiers):
     return subprocess.run(command, env=env).returncode
 
 
+def _window(text):
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
 def _addRunOptions(p, steps):
     from .systems import EXAMPLES
 
@@ -56,7 +65,8 @@ def _addRunOptions(p, steps):
     p.add_argument("--waters", type=int, default=8, help="waters in the 'water' system (1-27)")
     if steps is not None:
         p.add_argument("--steps", type=int, default=steps, help=f"steps (default {steps})")
-    p.add_argument("--window", type=int, default=8, help="steps drafted ahead (default 8)")
+    p.add_argument("--window", type=_window, default=8,
+                   help="steps drafted ahead (default 8), or 'auto' to choose it during the run")
     p.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
     p.add_argument("--friction", type=float, default=1.0, help="1/ps (default 1)")
     p.add_argument("--timestep", type=float, default=2.0, help="fs (default 2)")

@@ -98,7 +98,7 @@ def checkNumbers(args):
         raise UsageError(f"--timestep is in femtoseconds; {args.timestep} fs is not a usable Langevin step")
     if args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
-    if not 1 <= args.window <= 1000:
+    if args.window != "auto" and not 1 <= args.window <= 1000:
         raise UsageError(f"--window must be between 1 and 1000, got {args.window}")
     if args.lag is not None and args.lag < 1:
         raise UsageError(f"--lag must be at least 1, got {args.lag}")

@@ -66,8 +66,9 @@ class Statistics:
         Sum over verified steps of the exact acceptance probability 2 Phi(-|m|/2).
     """
 
-    def __init__(self, window):
+    def __init__(self, window, capacity=None):
         self.window = window
+        capacity = max(window, capacity or window)
         self.accepted = 0
         self.rejected = 0
         self.fallbacks = 0
@@ -75,9 +76,9 @@ class Statistics:
         self.draftSteps = 0
         self.targetEvaluations = 0
         self.expectedAcceptance = 0.0
-        self.attemptsByPosition = [0] * window
-        self.acceptsByPosition = [0] * window
-        self.expectedByPosition = [0.0] * window
+        self.attemptsByPosition = [0] * capacity
+        self.acceptsByPosition = [0] * capacity
+        self.expectedByPosition = [0.0] * capacity
         self._roundPosition = 0
         self.draftSeconds = 0.0
         self.draftIntegratorSeconds = 0.0
@@ -118,7 +119,7 @@ class Statistics:
             self.accepted += 1
             self.acceptsByPosition[k] += 1
             self._roundPosition += 1
-            if self._roundPosition == self.window:
+            if self._roundPosition >= self.window:
                 self.rounds += 1
                 self._roundPosition = 0
         else:
@@ -156,13 +157,14 @@ class Statistics:
         return {"window": self.window, **{name: getattr(self, name) for name in self._COUNTERS}}
 
     @classmethod
-    def fromCounters(cls, counters, window):
-        """Statistics continued from :meth:`counters` (by-position lists cut or padded to ``window``)."""
-        s = cls(window)
+    def fromCounters(cls, counters, window, capacity=None):
+        """Statistics continued from :meth:`counters` (by-position lists cut or padded to the capacity)."""
+        s = cls(window, capacity)
+        size = len(s.attemptsByPosition)
         for name in cls._COUNTERS:
             value = counters[name]
             if isinstance(value, list):
-                value = (list(value) + [type(value[0])(0)] * window)[:window]
+                value = (list(value) + [type(value[0])(0)] * size)[:size]
             setattr(s, name, value)
         if s._roundPosition >= window:
             s._roundPosition = 0
@@ -173,7 +175,9 @@ class Statistics:
                 f"fallbacks={self.fallbacks}, rounds={self.rounds}, stepsPerRound={self.stepsPerRound:.3f})")
 
 
-_UNSET = object()  # forces the next draft step to set its correction
+_UNSET = object()
+TUNE_EVERY = 200  # verified steps between window choices with window='auto'
+AUTO_START = 8  # the window='auto' run's first window  # forces the next draft step to set its correction
 
 
 class _Draft:
@@ -205,7 +209,8 @@ class SpeculativeController:
         Test-only negative controls (deliberately wrong variants); never a user option.
     """
 
-    def __init__(self, coeffs, draftContext, replayContext, verifier, window, correction, seed, control=None):
+    def __init__(self, coeffs, draftContext, replayContext, verifier, window, correction, seed, control=None,
+                 autoWindow=False):
         if control not in _CONTROLS:
             raise ValueError(f"unknown control {control!r}")
         self.coeffs = coeffs
@@ -221,7 +226,7 @@ class SpeculativeController:
         # round's positions: submitted early they would occupy ranks that a rejection's restart needs
         # (scheduling only; the trajectory does not depend on it).
         slots = getattr(verifier, "concurrency", None)
-        self._roundLocked = slots is not None and slots <= window
+        self._roundLocked = slots is not None and slots <= (min(window, AUTO_START) if autoWindow else window)
         self.window = window
         self.correction = correction
         self.seed = seed
@@ -240,7 +245,13 @@ class SpeculativeController:
         self._fdIndex = self._perDofIndex(self.draftIntegrator, "fd")
         self._correctionSet = None
         self.draftIntegrator.setPerDofVariableByName("corr", np.zeros((self.numParticles, 3)))
-        self.statistics = Statistics(window)
+        #: choose the window during the run (:meth:`_tuneWindow`); ``window`` is then its upper limit
+        self.autoWindow = bool(autoWindow)
+        self.maxWindow = window
+        if self.autoWindow:
+            self.window = min(window, AUTO_START)
+        self.statistics = Statistics(self.window, window)
+        self._nextTune = TUNE_EVERY
         self._evaluationsBefore = 0  # target evaluations of the run before a checkpoint was loaded
         self.epoch = 0
         self.step = None
@@ -509,7 +520,7 @@ class SpeculativeController:
         self.velocities = np.array(arrays["velocities"])
         self.differences = {int(name.split("/")[1]): np.array(a) for name, a in arrays.items()
                             if name.startswith("difference/")}
-        self.statistics = Statistics.fromCounters(meta["statistics"], self.window)
+        self.statistics = Statistics.fromCounters(meta["statistics"], self.window, self.maxWindow)
         self._evaluationsBefore = self.statistics.targetEvaluations - self.verifier.numEvaluations
         self.replayContext.setPositions(self.positions)
         self.replayContext.setVelocities(self.velocities)
@@ -533,10 +544,48 @@ class SpeculativeController:
             record.fd = arrays.get(f"record/{j}/fd") if item["fd"] else None
             self.records[j] = record
 
+    def _tuneWindow(self):
+        """Set the window that maximises DESIGN.md section 7's bound for the measured acceptance and costs.
+
+        Per-position acceptance from the mean 2 Phi(-|m|/2) so far (positions with fewer
+        than 20 attempts take the last well-measured value); T_t and T_d as measured; K the
+        verifier's concurrency (1 in-process, where speculation saves nothing; unlimited for a
+        batched verifier).  Only speed depends on it, never the trajectory.
+        """
+        s = self.statistics
+        alphas, last = [], None
+        for attempts, expected in zip(s.attemptsByPosition, s.expectedByPosition):
+            if attempts >= 20:
+                last = expected / attempts
+            alphas.append(last)
+        if last is None:
+            return
+        alphas = [a if a is not None else alphas[0] for a in alphas]
+        Tt = self.verifier.targetSeconds / max(self.verifier.numEvaluations, 1)
+        Td = s.draftSeconds / max(s.draftSteps, 1)
+        slots = getattr(self.verifier, "concurrency", None)
+        if slots is None:
+            slots = 1 if type(self.verifier).__name__ == "InProcessVerifier" else self.maxWindow
+        limit = min(self.maxWindow, self.correction.lag or self.maxWindow)
+        best, bestK = -1.0, 1
+        E, survive = 0.0, 1.0
+        for k in range(1, limit + 1):
+            E += survive
+            survive *= alphas[k - 1]
+            value = E * Tt / (Tt * math.ceil(k / slots) + k * Td) if Tt > 0 else E / k
+            if value > best * (1 + 1e-9):
+                best, bestK = value, k
+        self.window = bestK
+        s.window = bestK
+        self._roundLocked = getattr(self.verifier, "concurrency", None) is not None and slots <= bestK
+
     def advance(self, steps):
         """Verify ``steps`` more steps."""
         end = self.step + steps
         while self.step < end:
+            if self.autoWindow and self.statistics.steps >= self._nextTune:
+                self._nextTune = self.statistics.steps + TUNE_EVERY
+                self._tuneWindow()
             limit = min(self.step + self.window, end)
             while self.draftStep < limit and self._ready(self.draftStep + 1):
                 self.draft()

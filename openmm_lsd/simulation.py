@@ -77,9 +77,13 @@ class SpeculativeSimulation:
         Friction coefficient (1/ps), > 0.
     stepSize : float or openmm.unit.Quantity
         Time step (ps).
-    window : int
+    window : int or 'auto'
         Maximum number of drafted steps ahead of the verified frontier (>= 1).
-        It changes speed, never the trajectory.
+        It changes speed, never the trajectory. ``'auto'`` chooses it every 200
+        verified steps (up to 32 and the correction's lag) to maximise the speedup
+        bound of DESIGN.md section 7 for the measured acceptance by window position,
+        target and draft costs and number of verifiers; the statistics' rounds then
+        follow the window in force.
     scheme : str
         ``'LangevinMiddle'`` (default; ``'Langevin'`` is the same) or ``'leapfrog'``.
     draftCorrection : str
@@ -143,8 +147,11 @@ class SpeculativeSimulation:
         temperature = positive(temperature, unit.kelvin, "temperature")
         frictionCoeff = positive(frictionCoeff, unit.picosecond**-1, "frictionCoeff")
         stepSize = positive(stepSize, unit.picosecond, "stepSize")
+        autoWindow = isinstance(window, str) and window.lower() == "auto"
+        if autoWindow:
+            window = 32
         if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= window <= MAX_WINDOW:
-            raise ValueError(f"window must be an integer between 1 and {MAX_WINDOW}, got {window!r}")
+            raise ValueError(f"window must be an integer between 1 and {MAX_WINDOW} or 'auto', got {window!r}")
         scheme = canonical_scheme(scheme)
         correction = makeCorrection(draftCorrection, correctionLag)
         if seed is None:
@@ -192,7 +199,8 @@ class SpeculativeSimulation:
             self._replayContext.setPeriodicBoxVectors(*box)
         self.verifier = verifier if verifier != "inprocess" else InProcessVerifier(self.context)
         self._controller = SpeculativeController(self._coefficients, self._draftContext, self._replayContext,
-                                                 self.verifier, self.window, correction, self.seed, _control)
+                                                 self.verifier, self.window, correction, self.seed, _control,
+                                                 autoWindow=autoWindow)
         self._synced = None
 
     @staticmethod
@@ -239,6 +247,11 @@ class SpeculativeSimulation:
     @currentStep.setter
     def currentStep(self, step):
         self.context.setStepCount(int(step))
+
+    @property
+    def currentWindow(self):
+        """The window in force (changes during the run with ``window='auto'``)."""
+        return self._controller.window
 
     @property
     def statistics(self):

@@ -185,3 +185,39 @@ def test_long_run_harmonic_target_anharmonic_draft():
     assert abs(mean - kT / k) < 4 * err, (mean, kT / k, err)
     mean, err, _ = run("accept_always")
     assert abs(mean - kT / k) > 4 * err, (mean, kT / k, err)
+
+
+def test_auto_window_changes_speed_never_the_trajectory():
+    """window='auto' gives the fixed-window trajectory; it picks 1 in-process (speculation saves nothing
+    there) and a long window for a batched verifier when acceptance is high."""
+    from openmm_lsd import BatchedVerifier
+
+    target = toy(constraint=True, cmm=3)
+    draft = toy(k=(390.0, 255.0, 590.0), shift=0.02, constraint=True, cmm=3)
+
+    def run(window, verifier=None):
+        sim = SpeculativeSimulation(topology(3), target, draft, 300, 5.0, 0.004, window=window,
+                                    platform="Reference", seed=8, verifier=verifier)
+        sim.context.setPositions(startPositions())
+        sim.context.setVelocities(startVelocities())
+        sim.step(700)
+        return sim
+
+    fixed, auto = run(4), run("auto")
+    a = fixed.context.getState(getPositions=True).getPositions(asNumpy=True)._value
+    b = auto.context.getState(getPositions=True).getPositions(asNumpy=True)._value
+    np.testing.assert_array_equal(a, b)
+    assert auto.currentWindow == 1
+    replay = openmm.Context(target, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+
+    def forces(batch):
+        out = []
+        for x in batch:
+            replay.setPositions(x)
+            out.append(replay.getState(getForces=True).getForces(asNumpy=True)._value)
+        return np.array(out)
+
+    batched = run("auto", BatchedVerifier(forces))
+    assert batched.statistics.acceptanceRate > 0.9
+    assert batched.currentWindow > 4
+    np.testing.assert_array_equal(batched.context.getState(getPositions=True).getPositions(asNumpy=True)._value, a)
