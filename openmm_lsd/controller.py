@@ -252,6 +252,14 @@ class SpeculativeController:
             self.window = min(window, AUTO_START)
         self.statistics = Statistics(self.window, window)
         self._nextTune = TUNE_EVERY
+        # Corrections that refit the draft take differences against the original draft, kept as a copy.
+        self._originalDraftForces = bool(getattr(correction, "needsOriginalDraftForces", False))
+        self._differenceSystem = draftContext.getSystem()
+        if self._originalDraftForces:
+            self._differenceSystem = openmm.XmlSerializer.clone(draftContext.getSystem())
+        self.acceptedPositions = {}
+        if hasattr(correction, "bind"):
+            correction.bind(self, self._differenceSystem)
         self._evaluationsBefore = 0  # target evaluations of the run before a checkpoint was loaded
         self.epoch = 0
         self.step = None
@@ -272,6 +280,9 @@ class SpeculativeController:
         self.positions = np.array(positions, dtype=np.float64)
         self.velocities = np.array(velocities, dtype=np.float64)
         self.differences = {}
+        self.acceptedPositions = {self.step: self.positions}
+        if hasattr(self.correction, "reset"):
+            self.correction.reset()  # its caches belong to the old history
         self.replayContext.setPositions(self.positions)
         self.replayContext.setVelocities(self.velocities)
         self._restart()
@@ -334,6 +345,8 @@ class SpeculativeController:
         j = self.draftStep + 1
         record = _Draft()
         record.xi, record.logU, record.rng = stepNoise(self.seed, j, self.numParticles)
+        if hasattr(self.correction, "prepare"):
+            self.correction.prepare(j, self.draftContext)
         corr = self._correctionFor(j)
         if corr is not self._correctionSet:
             self.draftIntegrator.setPerDofVariableByName(
@@ -357,7 +370,8 @@ class SpeculativeController:
             if self.control == "draft_velocity":
                 self._draftVelocities[j] = np.asarray(self.draftIntegrator.getPerDofVariable(self._vdIndex))
         record.fd = None
-        if self.correction.lag is not None and not threw and not self._verifierDraftForces:
+        if (self.correction.lag is not None and not threw and not self._verifierDraftForces
+                and not self._originalDraftForces):
             # F_d(x_{j-1}), the draft half of dF_{j-1}, which a later step's correction may use.
             record.fd = np.asarray(self.draftIntegrator.getPerDofVariable(self._fdIndex))
         self.records[j] = record
@@ -415,6 +429,11 @@ class SpeculativeController:
                 else:
                     xpre[massive] = muTarget[massive] + sig * w.reshape(-1, 3)
         fd = record.fd if record.fd is not None else self._draftForces.pop(j - 1, None)
+        if fd is None and self._originalDraftForces:
+            # F_d of the original draft at the position submitted for j - 1 (what MPI ranks return).
+            previous = self.records.get(j - 1)
+            fd = self._draftForcesAt(previous.positions if previous is not None and j - 1 != self.restartStep
+                                     else self.positions)
         if fd is not None:
             difference = forces - fd
             if np.all(np.isfinite(difference)):
@@ -439,6 +458,8 @@ class SpeculativeController:
         self.step = j
         self.positions = positions
         self.velocities = velocities
+        if self._originalDraftForces:
+            self.acceptedPositions[j] = positions
         self.statistics._record(accepted, fallback, probability)
         if j >= self.roundStart + self.window:
             self.roundStart = j
@@ -461,6 +482,10 @@ class SpeculativeController:
         # extrapolation the `order` indices before each.
         order = getattr(self.correction, "order", 0)
         keep = t - (self.correction.lag or 0) - 1 - order
+        if hasattr(self.correction, "retention"):
+            keep -= self.correction.retention()
+            for s in [s for s in self.acceptedPositions if s < keep]:
+                del self.acceptedPositions[s]
         restart = self.restartStep - 1
         for s in [s for s in self.differences if s < keep and not restart - order <= s <= restart]:
             del self.differences[s]
@@ -481,6 +506,9 @@ class SpeculativeController:
                   "draftVelocity": np.asarray(self.draftIntegrator.getPerDofVariable(self._vdIndex))}
         for s, difference in self.differences.items():
             arrays[f"difference/{s}"] = difference
+        if self._originalDraftForces:
+            for s, x in self.acceptedPositions.items():
+                arrays[f"accepted/{s}"] = x
         pending = []
         for j in range(self.step + 1, self.draftStep + 1):
             record = self.records[j]
@@ -504,7 +532,7 @@ class SpeculativeController:
     def _draftForcesAt(self, positions):
         """F_d at ``positions`` from a force-only Context on the draft System (made on first use)."""
         if getattr(self, "_draftForceContext", None) is None:
-            self._draftForceContext = openmm.Context(self.draftContext.getSystem(), openmm.VerletIntegrator(0.001),
+            self._draftForceContext = openmm.Context(self._differenceSystem, openmm.VerletIntegrator(0.001),
                                                      self.draftContext.getPlatform())
             box = self.draftContext.getState().getPeriodicBoxVectors()
             self._draftForceContext.setPeriodicBoxVectors(*box)
@@ -521,6 +549,10 @@ class SpeculativeController:
         self.differences = {int(name.split("/")[1]): np.array(a) for name, a in arrays.items()
                             if name.startswith("difference/")}
         self.statistics = Statistics.fromCounters(meta["statistics"], self.window, self.maxWindow)
+        self.acceptedPositions = {int(name.split("/")[1]): np.array(a) for name, a in arrays.items()
+                                  if name.startswith("accepted/")}
+        if hasattr(self.correction, "reset"):
+            self.correction.reset()
         self._evaluationsBefore = self.statistics.targetEvaluations - self.verifier.numEvaluations
         self.replayContext.setPositions(self.positions)
         self.replayContext.setVelocities(self.velocities)

@@ -17,7 +17,8 @@ count (DESIGN.md section 9).  This is DESIGN.md section 7's "offset from the
 last verified position before the restart", refreshed every step afterwards.
 """
 
-__all__ = ["makeCorrection", "NoCorrection", "OffsetCorrection", "ExtrapolateCorrection", "CORRECTIONS"]
+__all__ = ["makeCorrection", "NoCorrection", "OffsetCorrection", "ExtrapolateCorrection", "RefitCorrection",
+           "CORRECTIONS"]
 
 DEFAULT_LAG = 8
 
@@ -145,7 +146,108 @@ class ExtrapolateCorrection(OffsetCorrection):
         return {"draftCorrection": self.name, "correctionLag": self.lag, "horizon": self.horizon}
 
 
-CORRECTIONS = ("none", "offset", "extrapolate", "extrapolate-quadratic")
+class RefitCorrection(ExtrapolateCorrection):
+    """``'refit'``: the quadratic extrapolation, plus the draft's bonded terms refitted on the fly.
+
+    Every ``every`` steps (at step indices fixed in advance) the draft's harmonic bond
+    and angle parameters for the coming block of steps are refitted
+    (:mod:`openmm_lsd.refit`) from the accepted positions and target-minus-original-draft
+    differences with indices s <= (block start) - lag, the last ``span`` of them, and set
+    with ``updateParametersInContext``; the offset part then extrapolates the residual
+    R_s - G(x_s) delta of the refitted draft.  Everything the draft uses for step j is a
+    function of the accepted history up to j - 1 - lag chosen by index, so it is exact
+    (DESIGN.md section 9) and the trajectory does not depend on the window or the ranks.
+    The differences are always taken against the *original* draft (MPI ranks keep it;
+    in-process a force-only Context on a copy of it evaluates F_d once per step).
+    """
+
+    needsOriginalDraftForces = True
+
+    def __init__(self, lag=DEFAULT_LAG, every=16, span=32, ridge=1e-3):
+        super().__init__(lag, order=2)
+        for label, value in (("every", every), ("span", span)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"refit {label} must be an integer >= 1, got {value!r}")
+        self.every, self.span, self.ridge = every, span, float(ridge)
+        self.name = "refit"
+        self.model = None
+
+    def bind(self, controller, originalDraft):
+        from .refit import BondedModel
+
+        self._controller = controller
+        self.model = BondedModel(originalDraft)
+        self.reset()
+
+    def reset(self):
+        """Forget cached fits and what the draft Context holds (after a checkpoint is loaded)."""
+        self._deltas = {}
+        self._applied = None
+        self._features = {}
+
+    def _featuresAt(self, s):
+        """G(x_s) of the accepted position s (cached while s may still be read), or None."""
+        if s not in self._features:
+            x = self._controller.acceptedPositions.get(s)
+            if x is None:
+                return None
+            self._features[s] = self.model.features(x)
+            if len(self._features) > 4 * (self.span + self.every + self.lag + 8):
+                for old in sorted(self._features)[: len(self._features) // 2]:
+                    del self._features[old]
+        return self._features[s]
+
+    def retention(self):
+        """How many indices before t - lag - 1 the fits may still read."""
+        return self.span + self.every + self.order + 2
+
+    def _block(self, j):
+        return (j - 1) // self.every
+
+    def delta(self, block):
+        if block in self._deltas:
+            return self._deltas[block]
+        c = self._controller
+        last = block * self.every - self.lag
+        pairs = []
+        for s in range(max(last - self.span + 1, c.origin + 1), last + 1):
+            r, rPrev = c.differences.get(s), c.differences.get(s - 1)
+            if r is None or rPrev is None:
+                continue
+            g, gPrev = self._featuresAt(s), self._featuresAt(s - 1)
+            if g is not None and gPrev is not None:
+                pairs.append((gPrev, g, rPrev, r))
+        delta = self.model.fit(pairs, self.ridge)
+        self._deltas[block] = delta
+        for old in [b for b in self._deltas if b < block - 3]:
+            del self._deltas[old]
+        return delta
+
+    def prepare(self, j, draftContext):
+        """Before drafting step j: the draft Context gets the parameters of j's block."""
+        block = self._block(j)
+        if block != self._applied:
+            self.model.apply(draftContext, self.delta(block))
+            self._applied = block
+
+    def combine(self, j, origin, restart, differences):
+        s = self.source(j, origin, restart)
+        if s is None:
+            return None
+        delta = self.delta(self._block(j))
+        adjusted = {}
+        for k in range(self.order + 1):
+            d, g = differences.get(s - k), self._featuresAt(s - k)
+            if d is None or g is None:
+                break
+            adjusted[s - k] = d - self.model.forces(g, delta)
+        return ExtrapolateCorrection.combine(self, j, origin, restart, adjusted)
+
+    def settings(self):
+        return {"draftCorrection": self.name, "correctionLag": self.lag, "every": self.every, "span": self.span}
+
+
+CORRECTIONS = ("none", "offset", "extrapolate", "extrapolate-quadratic", "refit")
 
 
 def makeCorrection(draftCorrection, lag=None):
@@ -164,4 +266,6 @@ def makeCorrection(draftCorrection, lag=None):
         return ExtrapolateCorrection(lag, order=1)
     if name == "extrapolate-quadratic":
         return ExtrapolateCorrection(lag, order=2)
+    if name == "refit":
+        return RefitCorrection(lag)
     raise ValueError(f"unknown draftCorrection {draftCorrection!r}: use one of {list(CORRECTIONS)}")

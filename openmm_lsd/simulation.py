@@ -92,7 +92,9 @@ class SpeculativeSimulation:
         ``correctionLag``) and the position just before the draft's last
         restart (see :mod:`openmm_lsd.corrections`); ``'extrapolate'`` /
         ``'extrapolate-quadratic'``: that difference extrapolated in time by a
-        polynomial through the last 2 / 3 accepted differences; ``'none'``; or a
+        polynomial through the last 2 / 3 accepted differences; ``'refit'``: the
+        quadratic extrapolation with the draft's harmonic bonds and angles refitted
+        every 16 steps (:mod:`openmm_lsd.refit`); ``'none'``; or a
         correction object (``corrections.ExtrapolateCorrection(lag, order, horizon)``).
     correctionLag : int, optional
         Lag L of the correction (default 8).  The draft never runs more than L
@@ -184,7 +186,10 @@ class SpeculativeSimulation:
         self.integrator = serialIntegrator(self._coefficients)
         self.context = _context(targetSystem, self.integrator, platform, platformProperties)
         realPlatform = self.context.getPlatform()
-        self._draftContext = _context(draftSystem, draftIntegrator(self._coefficients), realPlatform,
+        # A correction that refits the draft changes its Context's parameters: give it a copy of the System.
+        ownDraft = (openmm.XmlSerializer.clone(draftSystem)
+                    if getattr(correction, "needsOriginalDraftForces", False) else draftSystem)
+        self._draftContext = _context(ownDraft, draftIntegrator(self._coefficients), realPlatform,
                                       platformProperties)
         replayPlatform = realPlatform
         if realPlatform.getName() == "CPU":

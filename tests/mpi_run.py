@@ -23,6 +23,7 @@ parser.add_argument("--die-rank", type=int, default=None)
 parser.add_argument("--timeout", type=float, default=600.0)
 parser.add_argument("--verifier", default=None)
 parser.add_argument("--window", type=int, default=4)
+parser.add_argument("--correction", default="offset")
 parser.add_argument("--checkpoint", default=None, help="save a checkpoint here after --stop-after rounds of 5 steps")
 parser.add_argument("--stop-after", type=int, default=None)
 parser.add_argument("--resume", default=None, help="continue from this checkpoint")
@@ -60,7 +61,7 @@ elif args.delay:
     target.addForce(openmm.PythonForce(slow))
 
 sim = SpeculativeSimulation(topology(3), target, draft, 300, 5.0, 0.004, window=args.window,
-                            draftCorrection="offset", correctionLag=2, platform="Reference", seed=3,
+                            draftCorrection=args.correction, correctionLag=2, platform="Reference", seed=3,
                             verifier=args.verifier, verifierTimeout=args.timeout)
 sim.context.setPositions(startPositions())
 sim.context.setVelocities(startVelocities())

@@ -32,7 +32,8 @@ def snapshot(sim):
 
 
 @pytest.mark.parametrize("scheme, correction", [("LangevinMiddle", "offset"), ("LangevinMiddle", "none"),
-                                                ("leapfrog", "offset")])
+                                                ("leapfrog", "offset"), ("LangevinMiddle", "refit"),
+                                                ("leapfrog", "extrapolate-quadratic")])
 @pytest.mark.parametrize("stopAt", [0, 1, 7, 22])
 def test_resume_equals_the_uninterrupted_run(scheme, correction, stopAt):
     whole = make(scheme, correction)

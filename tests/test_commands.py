@@ -85,6 +85,11 @@ def test_run_refuses_a_malformed_pdb_and_an_unwritable_folder(tmp_path):
     bad.write_text("ATOM      1  O   HOH A   1     garbage\nEND\n")
     done = cli("run", "--pdb", str(bad), "--output", str(tmp_path / "o"), "--no-progress")
     assert done.returncode != 0 and "bad.pdb" in done.stderr
+    # A folder that cannot be made (a file stands in its way): refused as root too.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    done = cli("run", "--output", str(blocker / "sub"), "--no-progress")
+    assert done.returncode != 0 and "cannot create output folder" in done.stderr
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)

@@ -39,6 +39,16 @@ def test_same_trajectory_for_1_2_4_verifier_ranks(tmp_path):
         np.testing.assert_array_equal(np.load(tmp_path / f"k{verifiers}.npy"), expected)
 
 
+@pytest.mark.parametrize("correction", ["extrapolate-quadratic", "refit"])
+def test_corrections_give_the_in_process_trajectory_on_ranks(tmp_path, correction):
+    """A refitted draft on rank 0, original drafts on the ranks: still the in-process trajectory, bit for bit."""
+    reference = launch(0, tmp_path / "inprocess.npy", "--correction", correction)
+    assert reference.returncode == 0, reference.stderr
+    run = launch(3, tmp_path / "k2.npy", "--correction", correction, "--window", "5")
+    assert run.returncode == 0, run.stdout + run.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "k2.npy"), np.load(tmp_path / "inprocess.npy"))
+
+
 def test_checkpoint_resumes_exactly_under_another_rank_count(tmp_path):
     """Interrupted after 25 steps on 1 verifier rank, resumed on 3: the uninterrupted 2-rank trajectory."""
     whole = launch(3, tmp_path / "whole.npy")
