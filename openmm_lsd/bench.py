@@ -111,7 +111,7 @@ def controllerOverhead(steps=200, seed=1, referenceTargetSeconds=0.020):
     target = forcefield.createSystem(modeller.topology, **settings)
     draft = forcefield.createSystem(modeller.topology, **settings)
     sim = SpeculativeSimulation(modeller.topology, target, draft, 300, 1.0, 0.002, window=8, platform="CPU",
-                                platformProperties={"Threads": "1"}, seed=seed)
+                                platformProperties={"Threads": "1"}, seed=seed, draftCorrection="offset")
     sim.context.setPositions(modeller.positions)
     sim.minimizeEnergy(maxIterations=100)
     sim.context.setVelocitiesToTemperature(300, seed)

@@ -72,7 +72,7 @@ def _addRunOptions(p, steps):
     p.add_argument("--timestep", type=float, default=2.0, help="fs (default 2)")
     p.add_argument("--scheme", choices=("LangevinMiddle", "Langevin", "leapfrog"), default="LangevinMiddle")
     p.add_argument("--correction", choices=("offset", "none", "extrapolate", "extrapolate-quadratic", "refit"),
-                   default="offset", help="draft correction (default offset)")
+                   default="extrapolate-quadratic", help="draft correction (default extrapolate-quadratic)")
     p.add_argument("--lag", type=int, default=None, help="offset correction lag (default 8)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--platform", default=None, help="OpenMM platform (default: OpenMM's fastest)")

@@ -86,16 +86,17 @@ class SpeculativeSimulation:
         follow the window in force.
     scheme : str
         ``'LangevinMiddle'`` (default; ``'Langevin'`` is the same) or ``'leapfrog'``.
-    draftCorrection : str
-        ``'offset'`` (default): the draft force for step j is corrected by
-        F_t - F_d at one accepted position, the newer of x_{j-1-L} (L =
-        ``correctionLag``) and the position just before the draft's last
-        restart (see :mod:`openmm_lsd.corrections`); ``'extrapolate'`` /
-        ``'extrapolate-quadratic'``: that difference extrapolated in time by a
-        polynomial through the last 2 / 3 accepted differences; ``'refit'``: the
-        quadratic extrapolation with the draft's harmonic bonds and angles refitted
-        every 16 steps (:mod:`openmm_lsd.refit`); ``'none'``; or a
-        correction object (``corrections.ExtrapolateCorrection(lag, order, horizon)``).
+    draftCorrection : str or correction object
+        How the draft force for step j is corrected from target-minus-draft force
+        differences at accepted positions (:mod:`openmm_lsd.corrections`); every
+        choice is exact. ``'extrapolate-quadratic'`` (default): the difference at
+        the newer of x_{j-1-L} (L = ``correctionLag``) and the position just before
+        the draft's last restart, extrapolated in time by a quadratic through it and
+        the two before; ``'extrapolate'``: linear; ``'offset'``: that difference as
+        it is; ``'refit'``: the quadratic extrapolation with the draft's harmonic
+        bonds and angles refitted every 16 steps (:mod:`openmm_lsd.refit`);
+        ``'none'``; or an object such as ``corrections.ExtrapolateCorrection(lag,
+        order, horizon)``. Measured in ``docs/acceptance.md``.
     correctionLag : int, optional
         Lag L of the correction (default 8).  The draft never runs more than L
         steps past the verified frontier.
@@ -143,7 +144,7 @@ class SpeculativeSimulation:
     """
 
     def __init__(self, topology, targetSystem, draftSystem, temperature, frictionCoeff, stepSize, window=8,
-                 scheme="LangevinMiddle", draftCorrection="offset", correctionLag=None, platform=None,
+                 scheme="LangevinMiddle", draftCorrection="extrapolate-quadratic", correctionLag=None, platform=None,
                  platformProperties=None, seed=None, verifier=None, verifierTimeout=_mpi.DEFAULT_TIMEOUT,
                  _control=None):
         temperature = positive(temperature, unit.kelvin, "temperature")

@@ -19,9 +19,9 @@ Every correction is covered: 'none', 'offset', both extrapolations (linear under
 leapfrog, quadratic under LangevinMiddle) and 'refit' (the draft's free bond refitted
 on the fly), each with its negative controls.
 
-Sample sizes: the default path (LangevinMiddle, 'offset' correction, with a
-constraint and a CMMotionRemover every 2 steps starting at odd step 3) uses
-R = 10,000, and so do the virtual-site configuration, whose draft-velocity
+Sample sizes: the default path (LangevinMiddle with the default
+'extrapolate-quadratic' correction, and the same with 'offset', with a constraint
+and a CMMotionRemover every 2 steps starting at odd step 3) uses R = 10,000, and so do the virtual-site configuration, whose draft-velocity
 control was rejected only at p = 4.7e-6 with R = 5,000, and the quadratic
 extrapolation and the refit, whose draft-velocity controls gave p = 2.0e-5 and
 above 1e-6 at R = 5,000; every other configuration R = 5,000.  Measured p-values (docs/exactness.md): exact variants
