@@ -33,7 +33,7 @@ from .emulation import latencySystem
 from .simulation import SpeculativeSimulation
 from .verifiers.mpi import launchRank
 
-CASES = ("emulated", "xtb-water", "batched", "overhead")
+CASES = ("emulated", "xtb-water", "batched", "overhead", "copper")
 
 
 def alanineDipeptideCase(latency):
@@ -163,6 +163,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--platform", default="Reference")
     parser.add_argument("--hidden", type=int, default=16, help="batched case: width of the torch model")
+    parser.add_argument("--size", type=int, default=13, help="copper case: cluster size (13, 55, 147)")
+    parser.add_argument("--correction", default="offset", help="draft correction (default offset)")
+    parser.add_argument("--serial-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serial-seconds", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None)
     parser.add_argument("--command", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -178,6 +182,14 @@ def main(argv=None):
     rank = launchRank()
     if args.case == "xtb-water":
         topology, positions, target, draft = xtbWaterCase()
+    elif args.case == "copper":
+        from .emulation import addLatency
+        from .systems import copper
+
+        example = copper("cluster", args.size)
+        topology, positions, draft = example.topology, example.positions, example.draft
+        # The added latency is part of the target System: the serial baseline and every rank pay it.
+        target = addLatency(example.target, args.latency_ms / 1000)
     else:
         topology, positions, target, draft = alanineDipeptideCase(args.latency_ms / 1000)
     dt = args.step_size_fs / 1000
@@ -185,8 +197,9 @@ def main(argv=None):
     platform = openmm.Platform.getPlatformByName(args.platform)
     velocities = _velocities(target, positions, args.temperature, args.seed) if rank == 0 else None
 
-    serial = None
-    if rank == 0:
+    serial = args.serial_seconds
+    serialSteps = args.serial_steps or max(20, min(args.steps, 200))
+    if rank == 0 and serial is None:
         # The serial baseline first: verifier ranks are already waiting (idle, not spinning) in the constructor.
         integrator = openmm.LangevinMiddleIntegrator(args.temperature, args.friction, dt)
         integrator.setRandomNumberSeed(args.seed)
@@ -194,14 +207,16 @@ def main(argv=None):
         context.setPositions(positions)
         context.setVelocities(velocities)
         integrator.step(2)
-        serialSteps = args.serial_steps or max(20, min(args.steps, 200))
         start = time.perf_counter()
         integrator.step(serialSteps)
         serial = (time.perf_counter() - start) / serialSteps
         del context
+    if args.serial_only:
+        return _write({"case": args.case, "serial_seconds_per_step": serial, "serial_steps": serialSteps,
+                       "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}, None)
 
     sim = SpeculativeSimulation(topology, target, draft, args.temperature, args.friction, dt, window=args.window,
-                                draftCorrection="offset", correctionLag=args.lag, platform=platform,
+                                draftCorrection=args.correction, correctionLag=args.lag, platform=platform,
                                 platformProperties=properties, seed=args.seed)
     # Only rank 0 gets here: verifier ranks served inside the constructor and ended.
     sim.context.setPositions(positions)
@@ -226,8 +241,13 @@ def main(argv=None):
         "window": args.window,
         "lag": lag,
         "effective_window": k,
-        "latency_ms": args.latency_ms if args.case == "emulated" else None,
+        "latency_ms": args.latency_ms if args.case in ("emulated", "copper") else None,
+        "draftCorrection": sim.correction.name,
+        "size": args.size if args.case == "copper" else None,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        # The serial baseline ran in its own process, with the faster of 1 thread and all cores.
+        "serial_omp_num_threads": os.environ.get("OPENMM_LSD_SERIAL_THREADS"),
+        "serial_seconds_by_threads": json.loads(os.environ.get("OPENMM_LSD_SERIAL_TIMINGS", "null")),
         "friction": args.friction,
         "steps": s.steps,
         "serial_steps": serialSteps,
@@ -239,6 +259,10 @@ def main(argv=None):
         "acceptance": s.acceptanceRate,
         "acceptance_by_position": s.acceptanceByPosition,
         "steps_per_round": s.stepsPerRound,
+        # DESIGN.md section 7's throughput cap (1 - alpha^L)/(1 - alpha) and what was reached: steps per T_t.
+        "throughput_cap": ((1 - s.acceptanceRate ** lag) / (1 - s.acceptanceRate)
+                           if lag and s.acceptanceRate < 1 else (lag or float("nan"))),
+        "steps_per_target_latency": targetSeconds / lsd,
         "target_seconds": targetSeconds,
         "draft_seconds": draftSeconds,
         "overhead_seconds": s.verifySeconds / max(s.steps, 1),

@@ -99,6 +99,25 @@ def bench(args, passthrough):
             raise SystemExit("openmm-lsd bench: --verifiers > 0 needs mpi4py: pip install 'openmm-lsd[mpi]'")
         inner = [_mpiexec(), "-n", str(args.verifiers + 1)] + inner
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    if args.verifiers > 0 and not ({"overhead", "batched"} & set(passthrough)):
+        # The serial baseline in its own process with every core (a threaded target such as tblite uses
+        # them all), then LSD with one thread per rank so that the ranks share the cores.
+        # The faster of one thread and all cores: small targets lose to threading overhead.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        choices = [env["OPENMM_LSD_SERIAL_THREADS"]] if "OPENMM_LSD_SERIAL_THREADS" in env else \
+            sorted({str(cores), "1"}, key=int, reverse=True)
+        timings = {}
+        for threads in choices:
+            baseline = subprocess.run(inner[inner.index(sys.executable):] + ["--serial-only"],
+                                      env=dict(env, OMP_NUM_THREADS=threads), stdout=subprocess.PIPE, text=True)
+            if baseline.returncode != 0:
+                sys.stdout.write(baseline.stdout)
+                raise SystemExit(f"openmm-lsd bench: the serial baseline failed (exit code {baseline.returncode})")
+            timings[threads] = json.loads(baseline.stdout[baseline.stdout.find("{"):])["serial_seconds_per_step"]
+        best = min(timings, key=timings.get)
+        inner += ["--serial-seconds", repr(timings[best])]
+        env["OPENMM_LSD_SERIAL_THREADS"] = best
+        env["OPENMM_LSD_SERIAL_TIMINGS"] = json.dumps(timings)
     # One thread per process for threaded targets (tblite): ranks must not oversubscribe the cores.
     env.setdefault("OMP_NUM_THREADS", "1")
     completed = subprocess.run(inner, env=env, stdout=subprocess.PIPE, text=True)
@@ -123,13 +142,15 @@ def bench(args, passthrough):
               f"{100 * result['overhead_fraction_of_20ms_target']:.1f}% of a 20 ms target call")
         return
     print(f"case {result['case']}: K = {result['verifiers']} verifiers, window {result['window']}, "
-          f"lag {result['lag']}, {result['steps']} steps")
+          f"lag {result['lag']}, correction {result.get('draftCorrection')}, {result['steps']} steps")
     print(f"  serial {result['serial_seconds_per_step'] * 1e3:.2f} ms/step, LSD {result['lsd_seconds_per_step'] * 1e3:.2f} "
           f"ms/step: speedup {result['speedup']:.2f}x (bound {result['bound']:.2f}x, efficiency "
           f"{result['efficiency']:.2f})")
     print(f"  acceptance {result['acceptance']:.3f}, {result['steps_per_round']:.2f} steps per round; "
           f"T_t {result['target_seconds'] * 1e3:.2f} ms, T_d {result['draft_seconds'] * 1e3:.3f} ms, "
           f"controller {result['overhead_seconds'] * 1e3:.3f} ms per step")
+    print(f"  steps per target latency {result['steps_per_target_latency']:.2f} (lag cap E_L "
+          f"{result['throughput_cap']:.2f})")
     if args.json:
         print(f"  JSON: {args.json}")
 
@@ -139,7 +160,7 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     b = commands.add_parser("bench", help="serial target and LSD side by side (see python -m openmm_lsd.bench -h "
                                           "for the remaining options: --case, --latency-ms, --window, --lag, "
-                                          "--steps, --friction, --seed, --platform)")
+                                          "--steps, --friction, --seed, --platform, --correction, --size)")
     b.add_argument("--verifiers", type=int, default=0, help="verifier ranks K (0: in-process)")
     b.add_argument("--json", default=None, help="write the figures to this file")
     r = commands.add_parser("run", help="run LSD on a system and write a trajectory, logs and a summary")

@@ -88,3 +88,28 @@ def latencySystem(system, latency):
         if isinstance(f, openmm.CMMotionRemover):
             target.addForce(openmm.CMMotionRemover(f.getFrequency()))
     return target
+
+
+class AddedLatency:
+    """A picklable ``PythonForce`` callable that waits ``seconds`` (sleeping, no CPU) and adds no force.
+
+    Added to a real target System (``addLatency``) it makes every target call cost that
+    much more, as a GPU-class model would, in the serial baseline and on every rank alike.
+    """
+
+    def __init__(self, seconds, numParticles):
+        self.seconds = float(seconds)
+        self.numParticles = int(numParticles)
+
+    def __call__(self, state):
+        time.sleep(self.seconds)
+        return 0.0, np.zeros((self.numParticles, 3))
+
+
+def addLatency(system, seconds):
+    """Add :class:`AddedLatency` to ``system`` (in place; returned)."""
+    if seconds > 0:
+        force = openmm.PythonForce(AddedLatency(seconds, system.getNumParticles()))
+        force.setUsesPeriodicBoundaryConditions(system.usesPeriodicBoundaryConditions())
+        system.addForce(force)
+    return system

@@ -271,7 +271,156 @@ def alanineDipeptideWater(model="gfn2-xtb", padding=0.9):
                                f"ML/MM with the solute ({len(solute)} atoms) as {model}, Amber14/TIP3P draft (PME)")
 
 
-EXAMPLES = {"water": water, "alanine-dipeptide": alanineDipeptide, "alanine-dipeptide-water": alanineDipeptideWater}
+# ---- copper -------------------------------------------------------------------------------------
+
+#: Sutton-Chen parameters for copper (A. P. Sutton and J. Chen, Philos. Mag. Lett. 61, 139 (1990)):
+#: n = 9, m = 6, a = 3.61 A (the fcc lattice constant), eps = 1.2382e-2 eV, c = 39.432.
+SUTTON_CHEN_CU = dict(n=9, m=6, a=0.361, eps=1.2382e-2 * 96.485332, c=39.432)  # nm, kJ/mol
+
+
+def suttonChenForce(cutoff=None, periodic=False, n=9, m=6, a=0.361, eps=SUTTON_CHEN_CU["eps"], c=39.432):
+    """The Sutton-Chen EAM energy as a ``CustomGBForce``.
+
+    E = eps [ sum_{i<j} (a/r_ij)^n - c sum_i sqrt(rho_i) ],  rho_i = sum_{j != i} (a/r_ij)^m
+
+    With ``cutoff`` (nm) both sums are truncated there (no switching: copper's
+    (a/r)^6 density is 1.2e-3 of its nearest-neighbour value at 0.9 nm);
+    ``periodic`` uses the minimum image.
+    """
+    force = openmm.CustomGBForce()
+    for name, value in (("scN", n), ("scM", m), ("scA", a), ("scEps", eps), ("scC", c)):
+        force.addGlobalParameter(name, value)
+    force.addComputedValue("rho", "(scA/r)^scM", openmm.CustomGBForce.ParticlePairNoExclusions)
+    force.addEnergyTerm("scEps*(scA/r)^scN", openmm.CustomGBForce.ParticlePairNoExclusions)
+    force.addEnergyTerm("-scEps*scC*sqrt(rho)", openmm.CustomGBForce.SingleParticle)
+    if cutoff is None:
+        force.setNonbondedMethod(openmm.CustomGBForce.NoCutoff)
+    else:
+        force.setNonbondedMethod(openmm.CustomGBForce.CutoffPeriodic if periodic
+                                 else openmm.CustomGBForce.CutoffNonPeriodic)
+        force.setCutoffDistance(cutoff)
+    return force
+
+
+def icosahedron(shells=1, spacing=0.2556):
+    """Mackay icosahedron positions (nm): 13, 55, 147 atoms for 1, 2, 3 shells; ``spacing`` the radial step."""
+    if shells not in (1, 2, 3):
+        raise ValueError(f"shells must be 1, 2 or 3 (13, 55, 147 atoms), got {shells}")
+    phi = (1 + 5 ** 0.5) / 2
+    vertices = np.array([(0, s1, s2 * phi) for s1 in (-1, 1) for s2 in (-1, 1)]
+                        + [(s1, s2 * phi, 0) for s1 in (-1, 1) for s2 in (-1, 1)]
+                        + [(s2 * phi, 0, s1) for s1 in (-1, 1) for s2 in (-1, 1)], dtype=float)
+    vertices /= np.linalg.norm(vertices[0])
+    edges = [(i, j) for i in range(12) for j in range(i + 1, 12)
+             if abs(np.linalg.norm(vertices[i] - vertices[j]) - np.linalg.norm(vertices[0] - vertices[4])) < 1e-6
+             or abs(np.linalg.norm(vertices[i] - vertices[j]) - min(np.linalg.norm(vertices[0] - v)
+                                                                   for v in vertices[1:])) < 1e-6]
+    faces = [(i, j, k) for i, j in edges for k in range(j + 1, 12) if (i, k) in edges and (j, k) in edges]
+    points = [np.zeros(3)]
+    for shell in range(1, shells + 1):
+        layer = {tuple(np.round(v * shell, 9)) for v in vertices}
+        for i, j in edges:  # points along edges
+            for t in range(1, shell):
+                layer.add(tuple(np.round((vertices[i] * (shell - t) + vertices[j] * t), 9)))
+        for i, j, k in faces:  # points inside faces
+            for u in range(1, shell):
+                for v in range(1, shell - u):
+                    w = shell - u - v
+                    layer.add(tuple(np.round(vertices[i] * u + vertices[j] * v + vertices[k] * w, 9)))
+        points += [np.array(p) for p in sorted(layer)]
+    return np.array(points) * spacing
+
+
+def fccBox(cells=2, latticeConstant=0.3615):
+    """A periodic fcc box of ``cells``^3 conventional cells (4 cells^3 atoms): positions (nm) and box edge."""
+    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    points = [(np.array([i, j, k]) + b) * latticeConstant
+              for i in range(cells) for j in range(cells) for k in range(cells) for b in basis]
+    return np.array(points), cells * latticeConstant
+
+
+def _metalTopology(count, box=None):
+    topology = app.Topology()
+    chain = topology.addChain()
+    for _ in range(count):
+        residue = topology.addResidue("CU", chain)
+        topology.addAtom("Cu", app.element.copper, residue)
+    if box is not None:
+        topology.setPeriodicBoxVectors([openmm.Vec3(box, 0, 0), openmm.Vec3(0, box, 0), openmm.Vec3(0, 0, box)])
+    return topology
+
+
+def copper(kind="cluster", size=13, model="gfn1-xtb", electronicTemperature=3000.0):
+    """Copper: GFN1-xTB target (tblite via openmm-ml's ``ase`` potential), Sutton-Chen EAM draft.
+
+    Parameters
+    ----------
+    kind : 'cluster' or 'bulk'
+        An icosahedral cluster of ``size`` 13, 55 or 147 atoms (nearest-neighbour
+        spacing 0.2556 nm, copper's), or a periodic fcc box of ``size`` atoms (32, 108,
+        256: 2, 3, 4 conventional cells, lattice constant 0.3615 nm).
+    model : str
+        The target: ``'gfn1-xtb'`` (default; GFN2-xTB does not converge its SCF on
+        distorted Cu13) or any :func:`createTarget` model.
+    electronicTemperature : float
+        K, for xTB (3000 K smooths the metal's Fermi level for SCF convergence).
+
+    The draft is Sutton-Chen (:data:`SUTTON_CHEN_CU`, A. P. Sutton and J. Chen, Philos.
+    Mag. Lett. 61, 139 (1990)) as a ``CustomGBForce``: no cutoff for clusters; for boxes
+    the minimum image with a cutoff of just under half the box (at most 0.9 nm). Both
+    Systems have openmm-ml's CMMotionRemover (the engine requires the draft to carry the
+    target's, at the same frequency) and the target's masses.
+    """
+    if kind == "cluster":
+        shells = {13: 1, 55: 2, 147: 3}.get(size)
+        if shells is None:
+            raise ValueError(f"copper clusters have 13, 55 or 147 atoms, got {size}")
+        positions, box = icosahedron(shells), None
+    elif kind == "bulk":
+        cells = {32: 2, 108: 3, 256: 4}.get(size)
+        if cells is None:
+            raise ValueError(f"copper fcc boxes have 32, 108 or 256 atoms, got {size}")
+        positions, box = fccBox(cells)
+    else:
+        raise ValueError(f"kind must be 'cluster' or 'bulk', got {kind!r}")
+    topology = _metalTopology(len(positions), box)
+    if str(model).lower() in XTB_METHODS:
+        target = createTarget(topology, model, electronicTemperature=electronicTemperature)
+    else:
+        target = createTarget(topology, model)
+    if box is not None:
+        target.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
+    draft = openmm.System()
+    for i in range(target.getNumParticles()):
+        draft.addParticle(target.getParticleMass(i))
+    force = suttonChenForce(cutoff=None if box is None else min(0.9, 0.499 * box), periodic=box is not None)
+    for _ in range(len(positions)):
+        force.addParticle([])
+    draft.addForce(force)
+    if box is not None:
+        draft.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
+    for f in target.getForces():
+        if isinstance(f, openmm.CMMotionRemover):
+            draft.addForce(openmm.CMMotionRemover(f.getFrequency()))
+    name = f"copper-{kind}"
+    positions = minimizeWith(draft, topology, positions, iterations=200)
+    return Example(name, topology, positions, target, draft,
+                   f"Cu{len(positions)} {'icosahedral cluster' if box is None else 'periodic fcc box'}, "
+                   f"{model} target, Sutton-Chen EAM draft")
+
+
+def copperCluster(model="gfn1-xtb", size=13):
+    """``openmm-lsd run --system copper-cluster``: :func:`copper` ('cluster')."""
+    return copper("cluster", size, model if model != "gfn2-xtb" else "gfn1-xtb")
+
+
+def copperBulk(model="gfn1-xtb", size=32):
+    """``openmm-lsd run --system copper-bulk``: :func:`copper` ('bulk')."""
+    return copper("bulk", size, model if model != "gfn2-xtb" else "gfn1-xtb")
+
+
+EXAMPLES = {"water": water, "alanine-dipeptide": alanineDipeptide, "alanine-dipeptide-water": alanineDipeptideWater,
+            "copper-cluster": copperCluster, "copper-bulk": copperBulk}
 
 
 def example(name, model="gfn2-xtb", **options):
