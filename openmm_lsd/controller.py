@@ -595,9 +595,7 @@ class SpeculativeController:
         alphas = [a if a is not None else alphas[0] for a in alphas]
         Tt = self.verifier.targetSeconds / max(self.verifier.numEvaluations, 1)
         Td = s.draftSeconds / max(s.draftSteps, 1)
-        slots = getattr(self.verifier, "concurrency", None)
-        if slots is None:
-            slots = 1 if type(self.verifier).__name__ == "InProcessVerifier" else self.maxWindow
+        slots = getattr(self.verifier, "concurrency", None) or self.maxWindow
         limit = min(self.maxWindow, self.correction.lag or self.maxWindow)
         best, bestK = -1.0, 1
         E, survive = 0.0, 1.0

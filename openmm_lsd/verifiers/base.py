@@ -25,8 +25,8 @@ class Verifier:
     targetSeconds = 0.0
     #: whether :meth:`resultWithDraft` also returns the draft forces at the submitted positions
     providesDraftForces = False
-    #: how many evaluations run at once (MPI: the number of ranks); None when submissions never wait
-    #: for a free evaluator (lazy or batched verifiers). The controller's scheduling reads it.
+    #: how many evaluations run at once (MPI: the number of ranks; in-process: 1); None when submissions
+    #: never wait for a free evaluator (batched verifiers). The controller's scheduling reads it.
     concurrency = None
 
     def submit(self, key, positions):

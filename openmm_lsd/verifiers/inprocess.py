@@ -20,6 +20,9 @@ class InProcessVerifier(Verifier):
         owner restores the state it wants afterwards.
     """
 
+    #: one evaluation at a time, on demand: speculation saves nothing here (window='auto' picks 1)
+    concurrency = 1
+
     def __init__(self, context):
         self.context = context
         self._pending = {}
