@@ -102,3 +102,20 @@ def test_cli_runs_the_copper_cluster(tmp_path):
     summary = json.loads((tmp_path / "cu" / "summary.json").read_text())
     assert summary["settings"]["atoms"] == 13 and summary["steps"] == 20
     assert "gfn1-xtb" in summary["settings"]["description"]
+
+
+def test_copper_bench_case_writes_its_figures(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "cu.json"
+    done = subprocess.run([sys.executable, "-m", "openmm_lsd.cli", "bench", "--case", "copper", "--latency-ms", "5",
+                           "--verifiers", "0", "--window", "4", "--steps", "12", "--serial-steps", "4", "--json",
+                           str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    for key in ("speedup", "bound", "efficiency", "steps_per_round", "acceptance_by_position", "throughput_cap",
+                "steps_per_target_latency"):
+        assert key in result
+    assert result["case"] == "copper" and result["latency_ms"] == 5 and result["size"] == 13
