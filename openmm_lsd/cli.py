@@ -119,7 +119,9 @@ def bench(args, passthrough):
         env["OPENMM_LSD_SERIAL_THREADS"] = best
         env["OPENMM_LSD_SERIAL_TIMINGS"] = json.dumps(timings)
     # One thread per process for threaded targets (tblite): ranks must not oversubscribe the cores.
-    env.setdefault("OMP_NUM_THREADS", "1")
+    # A single process (K = 0: in-process runs, the batched and overhead cases) keeps every core.
+    if args.verifiers > 0:
+        env.setdefault("OMP_NUM_THREADS", "1")
     completed = subprocess.run(inner, env=env, stdout=subprocess.PIPE, text=True)
     if completed.returncode != 0:
         sys.stdout.write(completed.stdout)
