@@ -312,12 +312,8 @@ def run(args):
 
 def plotAcceptance(path, measured, predicted, title):
     """Bar plot of acceptance by window position (measured) with the mean 2 Phi(-|m|/2) (predicted)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.5))
     positions = np.arange(len(measured))
@@ -502,38 +498,40 @@ def validate(args):
     return result
 
 
-def _plotValidation(folder, series, curvesL, curvesS, tests):
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or None where matplotlib is missing (plots are then skipped)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def _histogramPair(ax, name, lsd, serial, p):
+    bins = np.histogram_bin_edges(np.concatenate([lsd, serial]), bins=30)
+    ax.hist(serial, bins=bins, density=True, alpha=0.5, label="serial OpenMM")
+    ax.hist(lsd, bins=bins, density=True, histtype="step", lw=2, label="LSD")
+    ax.set_xlabel(name)
+    ax.set_title(f"p = {p:.3g}", fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def _plotValidation(folder, series, curvesL, curvesS, tests):
+    plt = _pyplot()
+    if plt is None:
         return
     names = list(series)
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        a, b = series[name]
-        bins = np.histogram_bin_edges(np.concatenate([a, b]), bins=30)
-        ax.hist(b, bins=bins, density=True, alpha=0.5, label="serial OpenMM")
-        ax.hist(a, bins=bins, density=True, histtype="step", lw=2, label="LSD")
-        ax.set_xlabel(name)
-        ax.set_title(f"p = {tests[name]['p']:.3g}", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(folder / "energy.png" if len(names) == 1 else folder / "observables.png", dpi=100)
-    if len(names) > 1:
-        fig2, ax = plt.subplots(figsize=(4, 3.2))
-        a, b = series[names[0]]
-        bins = np.histogram_bin_edges(np.concatenate([a, b]), bins=30)
-        ax.hist(b, bins=bins, density=True, alpha=0.5, label="serial OpenMM")
-        ax.hist(a, bins=bins, density=True, histtype="step", lw=2, label="LSD")
-        ax.set_xlabel(names[0])
-        ax.legend(fontsize=7)
-        fig2.tight_layout()
-        fig2.savefig(folder / "energy.png", dpi=100)
-        plt.close(fig2)
-    plt.close(fig)
+    # energy.png: the potential energy alone; observables.png: every observable side by side.
+    for path, shown in ((folder / "energy.png", names[:1]), (folder / "observables.png", names)):
+        fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.2), squeeze=False)
+        for ax, name in zip(axes[0], shown):
+            _histogramPair(ax, name, *series[name], tests[name]["p"])
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
     for name in curvesL:
         fig, ax = plt.subplots(figsize=(4, 3.2))
         ax.plot(*curvesS[name], label="serial OpenMM")
