@@ -9,15 +9,11 @@ import xml.etree.ElementTree as ElementTree
 
 import openmm
 
-# Forces whose action on the state is random: the law of a run that contains one is
-# not the law of section 2, so they are refused until supported.
-_STOCHASTIC_FORCES = (
-    "MonteCarloBarostat",
-    "MonteCarloAnisotropicBarostat",
-    "MonteCarloMembraneBarostat",
-    "MonteCarloFlexibleBarostat",
-    "AndersenThermostat",
-)
+from .barostat import findBarostat
+
+# Forces whose action on the state is random and that the controller does not perform
+# itself (it performs MonteCarloBarostat's moves, barostat.py): refused.
+_STOCHASTIC_FORCES = ("AndersenThermostat",)
 
 
 def _force_names(system):
@@ -44,7 +40,9 @@ def checkSystems(target, draft):
     """Raise ValueError naming the first way in which ``draft`` cannot draft for ``target``.
 
     Checked: particle count, masses, constraints, virtual sites, periodicity and
-    box, CMMotionRemover frequency, stochastic forces in either System.
+    box, CMMotionRemover frequency, stochastic forces in either System.  A
+    ``MonteCarloBarostat`` belongs to the target (the controller makes its moves); one
+    in the draft is ignored, and allowed only where the target has one too.
     """
     for label, system in (("target", target), ("draft", draft)):
         if not isinstance(system, openmm.System):
@@ -52,9 +50,13 @@ def checkSystems(target, draft):
         for name in _force_names(system):
             if name in _STOCHASTIC_FORCES:
                 raise ValueError(
-                    f"{label} System contains a {name}: stochastic forces (barostats, AndersenThermostat) "
-                    "change the law of the run and are not supported by speculative dynamics yet; remove it"
+                    f"{label} System contains a {name}: it changes the law of the run and is not supported by "
+                    "speculative dynamics; remove it"
                 )
+    targetBarostat = findBarostat(target)
+    if findBarostat(draft, "draft") is not None and targetBarostat is None:
+        raise ValueError("the draft System has a MonteCarloBarostat and the target has none: the barostat decides "
+                         "the law of the run, so it belongs in the target System (a draft's barostat is ignored)")
     n = target.getNumParticles()
     if draft.getNumParticles() != n:
         raise ValueError(f"draft System has {draft.getNumParticles()} particles, target has {n}")
@@ -125,3 +127,14 @@ def replaySystem(target, draft):
         "neither the draft nor the target System can be serialized to XML, which is needed to copy their "
         "constraints and virtual sites: " + "; ".join(errors)
     )
+
+
+def withoutBarostat(system):
+    """``system`` itself, or a copy without its MonteCarloBarostat (a draft's is ignored: the controller moves)."""
+    indices = [i for i, force in enumerate(system.getForces()) if isinstance(force, openmm.MonteCarloBarostat)]
+    if not indices:
+        return system
+    copy = openmm.XmlSerializer.clone(system)
+    for i in reversed(indices):
+        copy.removeForce(i)
+    return copy

@@ -33,7 +33,7 @@ from .emulation import latencySystem
 from .simulation import SpeculativeSimulation
 from .verifiers.mpi import launchRank
 
-CASES = ("emulated", "xtb-water", "batched", "overhead", "copper")
+CASES = ("emulated", "xtb-water", "batched", "overhead", "copper", "barostat")
 
 
 def alanineDipeptideCase(latency):
@@ -57,6 +57,36 @@ def alanineDipeptideCase(latency):
     openmm.LocalEnergyMinimizer.minimize(context, 10.0, 200)
     positions = context.getState(getPositions=True).getPositions(asNumpy=True)
     return pdb.topology, positions, target, draft
+
+
+def waterBoxCase(latency, frequency, edge=1.2, pressure=1.0, temperature=300.0):
+    """A periodic TIP3P box at constant pressure: TIP3P target held ``latency`` s per call, with a
+    ``MonteCarloBarostat`` every ``frequency`` steps (0: none, the NVT comparison); the draft is TIP3P with
+    charges scaled by 0.97 (PME, rigid water, cutoff 0.55 nm).  1.2 nm: 50 waters; the real force costs
+    ~1.3 ms on the Reference platform, so the emulated latency dominates a target call."""
+    forcefield = app.ForceField("amber14/tip3p.xml")
+    modeller = app.Modeller(app.Topology(), [])
+    modeller.addSolvent(forcefield, model="tip3p", boxSize=openmm.Vec3(edge, edge, edge) * unit.nanometer)
+
+    def make(scale):
+        system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.55,
+                                         rigidWater=True)
+        for force in system.getForces():
+            if isinstance(force, openmm.NonbondedForce):
+                for i in range(force.getNumParticles()):
+                    q, sigma, epsilon = force.getParticleParameters(i)
+                    force.setParticleParameters(i, q * scale, sigma, epsilon)
+        return system
+
+    real, draft = make(1.0), make(0.97)
+    target = latencySystem(real, latency)
+    if frequency:
+        target.addForce(openmm.MonteCarloBarostat(pressure, temperature, frequency))
+    context = openmm.Context(draft, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(modeller.positions)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 200)
+    positions = context.getState(getPositions=True).getPositions(asNumpy=True)
+    return modeller.topology, positions, target, draft
 
 
 def xtbWaterCase(numWaters=8):
@@ -165,6 +195,8 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=16, help="batched case: width of the torch model")
     parser.add_argument("--size", type=int, default=13, help="copper case: cluster size (13, 55, 147)")
     parser.add_argument("--correction", default="offset", help="draft correction (default offset)")
+    parser.add_argument("--barostat-frequency", type=int, default=25,
+                        help="barostat case: steps between volume moves (default 25; 0: no barostat)")
     parser.add_argument("--serial-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serial-seconds", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None)
@@ -190,6 +222,8 @@ def main(argv=None):
         topology, positions, draft = example.topology, example.positions, example.draft
         # The added latency is part of the target System: the serial baseline and every rank pay it.
         target = addLatency(example.target, args.latency_ms / 1000)
+    elif args.case == "barostat":
+        topology, positions, target, draft = waterBoxCase(args.latency_ms / 1000, args.barostat_frequency)
     else:
         topology, positions, target, draft = alanineDipeptideCase(args.latency_ms / 1000)
     dt = args.step_size_fs / 1000
@@ -204,6 +238,8 @@ def main(argv=None):
         integrator = openmm.LangevinMiddleIntegrator(args.temperature, args.friction, dt)
         integrator.setRandomNumberSeed(args.seed)
         context = openmm.Context(target, integrator, platform, properties or {})
+        if topology.getPeriodicBoxVectors() is not None:
+            context.setPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
         context.setPositions(positions)
         context.setVelocities(velocities)
         integrator.step(2)
@@ -219,6 +255,8 @@ def main(argv=None):
                                 draftCorrection=args.correction, correctionLag=args.lag, platform=platform,
                                 platformProperties=properties, seed=args.seed)
     # Only rank 0 gets here: verifier ranks served inside the constructor and ended.
+    if topology.getPeriodicBoxVectors() is not None:
+        sim.context.setPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
     sim.context.setPositions(positions)
     sim.context.setVelocities(velocities)
     sim.step(2)
@@ -241,7 +279,12 @@ def main(argv=None):
         "window": args.window,
         "lag": lag,
         "effective_window": k,
-        "latency_ms": args.latency_ms if args.case in ("emulated", "copper") else None,
+        "latency_ms": args.latency_ms if args.case in ("emulated", "copper", "barostat") else None,
+        "barostat_frequency": args.barostat_frequency if args.case == "barostat" else None,
+        "volume_moves": s.volumeMoves,
+        "volume_moves_accepted": s.volumeMovesAccepted,
+        # Wall time on rank 0 waiting for the trial energies of volume moves, per LSD wall time.
+        "barostat_fraction": s.barostatSeconds / (lsd * args.steps),
         "draftCorrection": sim.correction.name,
         "size": args.size if args.case == "copper" else None,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),

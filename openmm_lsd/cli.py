@@ -63,6 +63,11 @@ def _addRunOptions(p, steps):
     p.add_argument("--ml-atoms", choices=("all", "solute"), default="all",
                    help="with --pdb: the target on all atoms, or ML/MM with the solute as the target region")
     p.add_argument("--waters", type=int, default=8, help="waters in the 'water' system (1-27)")
+    p.add_argument("--box-edge", type=float, default=1.0,
+                   help="nm, edge of the 'water-box' system's cubic box (default 1.0: 32 waters)")
+    p.add_argument("--pressure", type=float, default=1.0, help="bar, the 'water-box' barostat's pressure (default 1)")
+    p.add_argument("--barostat-frequency", type=int, default=25,
+                   help="steps between the 'water-box' barostat's volume moves (default 25, OpenMM's)")
     if steps is not None:
         p.add_argument("--steps", type=int, default=steps, help=f"steps (default {steps})")
     p.add_argument("--window", type=_window, default=8,
@@ -184,7 +189,8 @@ def main(argv=None):
     _addRunOptions(v, None)
     v.add_argument("--replicas", type=int, default=40, help="independent replicas per method (default 40)")
     v.add_argument("--replica-steps", type=int, default=250, help="steps per replica (default 250)")
-    v.add_argument("--control", choices=("accept_always",), default=None, help=argparse.SUPPRESS)
+    v.add_argument("--control", choices=("accept_always", "barostat_draft_energy"), default=None,
+                   help=argparse.SUPPRESS)
     v.add_argument("--equilibrate", type=int, default=500, help="serial steps before both runs (default 500)")
     v.add_argument("--output", default="lsd-validate", help="output folder (default lsd-validate)")
     v.add_argument("--report-interval", type=int, default=10, help="steps between frames (default 10)")

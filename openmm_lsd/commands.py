@@ -37,7 +37,12 @@ def buildSystem(args):
     try:
         if args.pdb:
             return _fromPDB(args)
-        options = {"numWaters": args.waters} if args.system == "water" else {}
+        options = {}
+        if args.system == "water":
+            options = {"numWaters": args.waters}
+        elif args.system == "water-box":
+            options = {"edge": args.box_edge, "pressure": args.pressure, "temperature": args.temperature,
+                       "frequency": args.barostat_frequency}
         return systems.example(args.system, model=args.target, **options)
     except ImportError as exc:
         raise UsageError(str(exc)) from None
@@ -108,6 +113,13 @@ def checkNumbers(args):
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.pdb and args.system_given:
         raise UsageError("give either --system or --pdb, not both")
+    edge, pressure = getattr(args, "box_edge", 1.0), getattr(args, "pressure", 1.0)
+    if not 0.6 <= edge <= 10:
+        raise UsageError(f"--box-edge must be between 0.6 and 10 nm, got {edge}")
+    if not (pressure > 0 and math.isfinite(pressure)):
+        raise UsageError(f"--pressure must be a positive number of bar, got {pressure}")
+    if getattr(args, "barostat_frequency", 25) < 1:
+        raise UsageError(f"--barostat-frequency must be at least 1, got {args.barostat_frequency}")
 
 
 def prepareOutput(folder, names, overwrite):
@@ -139,7 +151,21 @@ def settings(args, example):
             "temperature_K": args.temperature, "friction_per_ps": args.friction, "timestep_fs": args.timestep,
             "scheme": args.scheme, "window": args.window, "draftCorrection": args.correction, "lag": args.lag,
             "seed": args.seed, "platform": args.platform, "atoms": example.topology.getNumAtoms(),
-            "version": __version__}
+            "version": __version__, **(_barostatSettings(example) or {})}
+
+
+def _barostat(example):
+    from .barostat import findBarostat
+
+    return findBarostat(example.target)
+
+
+def _barostatSettings(example):
+    barostat = _barostat(example)
+    if barostat is None:
+        return None
+    return {"pressure_bar": barostat.getDefaultPressure().value_in_unit(unit.bar),
+            "barostat_frequency": barostat.getFrequency()}
 
 
 def _progress(total, disable):
@@ -250,9 +276,10 @@ def run(args):
     append = bool(args.resume) and first > 0
     sim.reporters.append(app.DCDReporter(str(folder / "trajectory.dcd"), interval,
                                          append=append and (folder / "trajectory.dcd").exists()))
+    npt = _barostat(example) is not None
     sim.reporters.append(app.StateDataReporter(str(folder / "log.csv"), interval, step=True, time=True,
                                                potentialEnergy=True, kineticEnergy=True, totalEnergy=True,
-                                               temperature=True, speed=True,
+                                               temperature=True, volume=npt, density=npt, speed=True,
                                                append=append and (folder / "log.csv").exists()))
     from .reporters import StatisticsReporter
 
@@ -372,17 +399,33 @@ VALIDATE_FILES = ("validation.json", "energy.png", "observables.png", "rdf.png")
 MIN_REPLICAS = 10
 
 
-def _observables(example, frames):
-    """Scalar series for the statistical test (name -> array) and curves to plot, from positions (F, N, 3)."""
+#: g/mL per Da/nm^3
+DENSITY_UNIT = 1.66053906660e-3
+#: O-O distance (nm) within which a water's neighbours count (the first minimum of water's O-O RDF)
+FIRST_SHELL = 0.335
+
+
+def _observables(example, frames, boxes=None):
+    """Scalar series for the statistical test (name -> array) and curves to plot, from positions (F, N, 3).
+
+    ``boxes`` (F, 3, 3) nm: each frame's box (constant pressure); by default the topology's.
+    """
     import mdtraj
 
     top = mdtraj.Topology.from_openmm(example.topology)
     box = example.topology.getPeriodicBoxVectors()
     traj = mdtraj.Trajectory(np.asarray(frames), top)
-    if box is not None:
+    if boxes is not None:
+        traj.unitcell_vectors = np.asarray(boxes)
+    elif box is not None:
         vectors = np.array([[v.x, v.y, v.z] for v in box.value_in_unit(unit.nanometer)])
         traj.unitcell_vectors = np.repeat(vectors[None], traj.n_frames, axis=0)
     out, curves = {}, {}
+    if boxes is not None:
+        mass = sum(example.target.getParticleMass(i).value_in_unit(unit.dalton)
+                   for i in range(example.target.getNumParticles()))
+        volumes = np.asarray(boxes)[:, 0, 0] * np.asarray(boxes)[:, 1, 1] * np.asarray(boxes)[:, 2, 2]
+        out["density (g/mL)"] = mass / volumes * DENSITY_UNIT
     water = top.select("water and element O")
     solute = top.select("not water")
     if len(water) >= 2:
@@ -390,6 +433,9 @@ def _observables(example, frames):
         periodic = box is not None
         d = mdtraj.compute_distances(traj, pairs, periodic=periodic)
         out["mean O-O distance (nm)"] = d.mean(axis=1)
+        if periodic:
+            # The RDF's integral over the first shell: neighbours per water within FIRST_SHELL.
+            out[f"O-O coordination (r < {FIRST_SHELL} nm)"] = 2 * (d < FIRST_SHELL).sum(axis=1) / len(water)
         if periodic:
             curves["O-O radial distribution function"] = mdtraj.compute_rdf(traj, pairs, r_range=(0.2, 0.8),
                                                                             bin_width=0.01)
@@ -425,6 +471,12 @@ def validate(args):
         raise UsageError(f"--replicas must be at least {MIN_REPLICAS} for a test")
     folder = prepareOutput(args.output, VALIDATE_FILES, args.overwrite)
     example = buildSystem(args)
+    barostat = _barostat(example)
+    if barostat is not None and (args.replica_steps % barostat.getFrequency() or
+                                 args.equilibrate % barostat.getFrequency()):
+        raise UsageError(f"with a barostat, --replica-steps and --equilibrate must be multiples of its frequency "
+                         f"({barostat.getFrequency()}), so that serial and LSD replicas attempt volume moves at the "
+                         f"same steps")
     velocities = _initialVelocities(example, args)
     sim = makeSimulation(args, example, _control=getattr(args, "control", None))
     from .analysis import compareSamples
@@ -447,33 +499,50 @@ def validate(args):
     serial.step(args.equilibrate)
     start = serial.context.getState(getPositions=True, getVelocities=True)
     x0, v0 = start.getPositions(asNumpy=True), start.getVelocities(asNumpy=True)
+    box0 = start.getPeriodicBoxVectors()
 
-    def replicas(simulation, offset):
-        energies, frames, seconds = [], [], 0.0
+    def freshSerial(r):
+        # A new Context state for the barostat, as at the start of a run: its move schedule and its
+        # adaptive volume step restart (LSD's likewise), with the integrator's noise seeded anew.
+        integrator.setRandomNumberSeed(args.seed + 2 + r)
+        serial.context.reinitialize()
+
+    def freshLSD(r):
+        sim._volumeMoves.resetAdaptation()
+
+    def replicas(simulation, offset, fresh):
+        energies, frames, boxes, seconds = [], [], [], 0.0
         for r in range(R):
+            if barostat is not None:
+                fresh(r)
+                simulation.context.setPeriodicBoxVectors(*box0)
             simulation.context.setPositions(x0)
             simulation.context.setVelocities(v0)
             simulation.context.setStepCount(offset(r))
             t0 = time.perf_counter()
-            e, f = [], []
+            e, f, b = [], [], []
             for _ in range(n // interval):
                 simulation.step(interval)
                 state = simulation.context.getState(getPositions=True, getEnergy=True)
                 e.append(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
                 f.append(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+                b.append(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
             seconds += time.perf_counter() - t0
             energies.append(e)
             frames.append(f)
-        return np.array(energies), np.array(frames), seconds
+            boxes.append(b)
+        return np.array(energies), np.array(frames), seconds, np.array(boxes)
 
-    records = {"serial": replicas(serial, lambda r: 0),
-               "lsd": replicas(sim, lambda r: (r + 1) * 10 * (n + args.equilibrate))}
+    records = {"serial": replicas(serial, lambda r: 0, freshSerial),
+               "lsd": replicas(sim, lambda r: (r + 1) * 10 * (n + args.equilibrate), freshLSD)}
     sim.close()
     perFrame = {"potential energy (kJ/mol)": (records["lsd"][0], records["serial"][0])}
     framesL = records["lsd"][1].reshape((-1,) + records["lsd"][1].shape[2:])
     framesS = records["serial"][1].reshape((-1,) + records["serial"][1].shape[2:])
-    obsL, curvesL = _observables(example, framesL)
-    obsS, curvesS = _observables(example, framesS)
+    boxesL = records["lsd"][3].reshape(-1, 3, 3) if barostat is not None else None
+    boxesS = records["serial"][3].reshape(-1, 3, 3) if barostat is not None else None
+    obsL, curvesL = _observables(example, framesL, boxesL)
+    obsS, curvesS = _observables(example, framesS, boxesS)
     for name in obsL:
         perFrame[name] = (obsL[name].reshape(R, -1), obsS[name].reshape(R, -1))
     series = {name: (a.mean(axis=1), b.mean(axis=1)) for name, (a, b) in perFrame.items()}
@@ -484,7 +553,8 @@ def validate(args):
     s = sim.statistics
     result = {"verdict": verdict, "agree": agree, "replicas": R, "replica_steps": n, "threshold": threshold,
               "family_alpha": args.alpha, "tests": tests, "acceptance_rate": s.acceptanceRate,
-              "steps_per_round": s.stepsPerRound, "serial_seconds": records["serial"][2],
+              "steps_per_round": s.stepsPerRound, "volume_moves": s.volumeMoves,
+              "volume_moves_accepted": s.volumeMovesAccepted, "serial_seconds": records["serial"][2],
               "lsd_seconds": records["lsd"][2], "settings": settings(args, example)}
     _plotValidation(folder, {k: (a.ravel(), b.ravel()) for k, (a, b) in perFrame.items()}, curvesL, curvesS, tests)
     writeJSON(folder / "validation.json", result)

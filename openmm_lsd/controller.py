@@ -31,7 +31,8 @@ from .verifiers.base import stateArray
 
 logger = logging.getLogger(__name__)
 
-_CONTROLS = (None, "accept_always", "draft_velocity", "resample_at_draft_mean", "wrong_sigma")
+_CONTROLS = (None, "accept_always", "draft_velocity", "resample_at_draft_mean", "wrong_sigma",
+             "barostat_draft_energy", "barostat_no_log")
 
 
 def stepNoise(seed, step, numParticles):
@@ -64,6 +65,12 @@ class Statistics:
         Target force evaluations, discarded ones included.
     expectedAcceptance : float
         Sum over verified steps of the exact acceptance probability 2 Phi(-|m|/2).
+    volumeMoves, volumeMovesAccepted : int
+        Barostat volume moves attempted and accepted (:mod:`openmm_lsd.barostat`).
+    barostatSeconds : float
+        Wall seconds the controller spent on volume moves: waiting for the trial
+        state's target energy (a serial evaluation, or what is left of it when a
+        verifier rank computed it while the draft ran on) and deciding.
     """
 
     def __init__(self, window, capacity=None):
@@ -83,6 +90,9 @@ class Statistics:
         self.draftSeconds = 0.0
         self.draftIntegratorSeconds = 0.0
         self.verifySeconds = 0.0
+        self.volumeMoves = 0
+        self.volumeMovesAccepted = 0
+        self.barostatSeconds = 0.0
 
     @property
     def steps(self):
@@ -146,11 +156,15 @@ class Statistics:
             "expectedAcceptanceByPosition": self.expectedAcceptanceByPosition,
             "stepsPerRound": self.stepsPerRound,
             "window": self.window,
+            "volumeMoves": self.volumeMoves,
+            "volumeMovesAccepted": self.volumeMovesAccepted,
+            "barostatSeconds": self.barostatSeconds,
         }
 
     _COUNTERS = ("accepted", "rejected", "fallbacks", "rounds", "draftSteps", "targetEvaluations",
                  "expectedAcceptance", "attemptsByPosition", "acceptsByPosition", "expectedByPosition",
-                 "_roundPosition", "draftSeconds", "draftIntegratorSeconds", "verifySeconds")
+                 "_roundPosition", "draftSeconds", "draftIntegratorSeconds", "verifySeconds", "volumeMoves",
+                 "volumeMovesAccepted", "barostatSeconds")
 
     def counters(self):
         """Every counter, for checkpoints (JSON-able)."""
@@ -162,7 +176,7 @@ class Statistics:
         s = cls(window, capacity)
         size = len(s.attemptsByPosition)
         for name in cls._COUNTERS:
-            value = counters[name]
+            value = counters.get(name, getattr(s, name))
             if isinstance(value, list):
                 value = (list(value) + [type(value[0])(0)] * size)[:size]
             setattr(s, name, value)
@@ -207,10 +221,15 @@ class SpeculativeController:
         Keys the per-step noise.
     control : str or None
         Test-only negative controls (deliberately wrong variants); never a user option.
+    autoWindow : bool
+        Choose the window during the run (:meth:`_tuneWindow`), up to ``window``.
+    barostat : barostat.VolumeMoves, optional
+        The target's Monte Carlo barostat, whose volume moves the controller makes
+        between verified steps; the verifier must support them.
     """
 
     def __init__(self, coeffs, draftContext, replayContext, verifier, window, correction, seed, control=None,
-                 autoWindow=False):
+                 autoWindow=False, barostat=None):
         if control not in _CONTROLS:
             raise ValueError(f"unknown control {control!r}")
         self.coeffs = coeffs
@@ -261,6 +280,13 @@ class SpeculativeController:
         if hasattr(correction, "bind"):
             correction.bind(self, self._differenceSystem)
         self._evaluationsBefore = 0  # target evaluations of the run before a checkpoint was loaded
+        self.barostat = barostat
+        if barostat is not None and not getattr(verifier, "supportsVolumeMoves", False):
+            raise ValueError(f"a barostat needs a verifier that evaluates energies in a given box (in-process or "
+                             f"MPI); {type(verifier).__name__} cannot")
+        self.box = None  # (3, 3) nm, tracked when a barostat changes it
+        self._energies = {}
+        self._moveStep = None  # the last step whose volume move was decided
         self.epoch = 0
         self.step = None
 
@@ -273,12 +299,16 @@ class SpeculativeController:
 
     # ---- state -------------------------------------------------------------------------
 
-    def reset(self, positions, velocities, step):
-        """Start a new accepted history at ``step`` from the given state (nm, nm/ps arrays)."""
+    def reset(self, positions, velocities, step, box=None):
+        """Start a new accepted history at ``step`` from the given state (nm, nm/ps arrays; box (3, 3) nm)."""
         self.step = int(step)
         self.origin = self.step
         self.positions = np.array(positions, dtype=np.float64)
         self.velocities = np.array(velocities, dtype=np.float64)
+        if box is not None and self.barostat is not None:
+            self.box = np.array(box, dtype=np.float64)
+            self.replayContext.setPeriodicBoxVectors(*self.box)
+        self._moveStep = None
         self.differences = {}
         self.acceptedPositions = {self.step: self.positions}
         if hasattr(self.correction, "reset"):
@@ -287,41 +317,62 @@ class SpeculativeController:
         self.replayContext.setVelocities(self.velocities)
         self._restart()
 
-    def _restart(self):
-        """Discard every drafted step past the frontier and restart the draft from (x_t, v^t_t)."""
+    def _restart(self, evaluation=None):
+        """Discard every drafted step past the frontier and restart the draft from (x_t, v^t_t).
+
+        ``evaluation`` = (F_t, F_d or None, E_t) at x_t where already known (after a volume
+        move); otherwise x_t is submitted to the verifier.
+        """
         self.epoch += 1
         epoch = self.epoch
         self.verifier.cancel(lambda key: key[0] != epoch)
         self.forces = {}
+        self._energies = {}
         self._draftForces = {}  # index -> F_d at the submitted x_index, where the verifier returns it
         self.records = {}
         self.draftFailed = False
         self.draftStep = self.step
         self.restartStep = self.step
         self.roundStart = self.step
+        if self.box is not None:
+            self.draftContext.setPeriodicBoxVectors(*self.box)
         self.draftContext.setPositions(self.positions)
         # The draft integrator keeps its velocity in ``vd`` (its Context's velocities carry x_pre).
         self.draftIntegrator.setPerDofVariableByName("vd", self.velocities)
         self.draftContext.setStepCount(self.step)
         self._draftVelocities = {self.step: self.velocities}
         self.submitted = self.step
-        self.verifier.submit((epoch, self.step), self.positions)
+        if evaluation is None:
+            self._submit(self.step, self.positions)
+        else:
+            self._store(self.step, *evaluation)
+
+    def _submit(self, index, positions):
+        """Queue the target evaluation of x_index (with the box and, before a volume move, the energy)."""
+        if self.barostat is None:
+            self.verifier.submit((self.epoch, index), positions)
+        else:
+            self.verifier.submit((self.epoch, index), positions, box=self.box, energy=self.barostat.due(index))
+
+    def _store(self, index, forces, draftForces, energy):
+        if draftForces is not None:
+            self._draftForces[index] = draftForces
+        if energy is not None:
+            self._energies[index] = energy
+        if not np.all(np.isfinite(forces)):
+            bad = np.argsort(-np.nan_to_num(np.abs(forces).max(axis=1), nan=np.inf))[:5]
+            raise RuntimeError(
+                f"target force is not finite at step {index} (atoms {bad.tolist()}); the run stops at the "
+                f"last accepted step {self.step}"
+            )
+        self.forces[index] = forces
 
     # ---- phases --------------------------------------------------------------------------
 
     def _targetForce(self, index):
         """F_t at the accepted position x_index (waits for the verifier)."""
         if index not in self.forces:
-            forces, draftForces = self.verifier.resultWithDraft((self.epoch, index))
-            if draftForces is not None:
-                self._draftForces[index] = draftForces
-            if not np.all(np.isfinite(forces)):
-                bad = np.argsort(-np.nan_to_num(np.abs(forces).max(axis=1), nan=np.inf))[:5]
-                raise RuntimeError(
-                    f"target force is not finite at step {index} (atoms {bad.tolist()}); the run stops at the "
-                    f"last accepted step {self.step}"
-                )
-            self.forces[index] = forces
+            self._store(index, *self.verifier.resultFull((self.epoch, index)))
         return self.forces[index]
 
     def _source(self, j):
@@ -387,7 +438,7 @@ class SpeculativeController:
             last = min(last, self.roundStart + self.window - 1)
         while self.submitted < last and not self.records[self.submitted + 1].failed:
             self.submitted += 1
-            self.verifier.submit((self.epoch, self.submitted), self.records[self.submitted].positions)
+            self._submit(self.submitted, self.records[self.submitted].positions)
 
     def verify(self):
         """Decide step t + 1: accept the draft's x_pre, reflect it, or fall back to a serial step."""
@@ -476,6 +527,7 @@ class SpeculativeController:
         t = self.step
         self.records.pop(t - 1, None)  # x_t itself may still await submission (window 1)
         self.forces.pop(t - 1, None)
+        self._energies.pop(t - 1, None)
         self._draftForces.pop(t - 1, None)
         self._draftVelocities.pop(t - 1, None)
         # Pending and future drafts need s >= t - lag - 1, or the last restart's r - 1, and for an
@@ -523,18 +575,27 @@ class SpeculativeController:
                 arrays[f"record/{j}/xpre"] = record.xpre
             if record.fd is not None:
                 arrays[f"record/{j}/fd"] = record.fd
+        if self.box is not None:
+            arrays["box"] = self.box
         meta = {"step": self.step, "origin": self.origin, "restartStep": self.restartStep,
                 "roundStart": self.roundStart, "draftStep": self.draftStep, "draftFailed": self.draftFailed,
                 "pending": pending, "seed": self.seed, "statistics": self.statistics.counters(),
-                "correction": self.correction.name, "lag": self.correction.lag}
+                "correction": self.correction.name, "lag": self.correction.lag,
+                "barostat": None if self.barostat is None else self.barostat.state(), "moveStep": self._moveStep}
         return meta, arrays
 
-    def _draftForcesAt(self, positions):
-        """F_d at ``positions`` from a force-only Context on the draft System (made on first use)."""
+    def _draftForcesAt(self, positions, box=None):
+        """F_d at ``positions`` (in ``box``, default the current one) from a force-only Context on the draft
+        System (made on first use)."""
         if getattr(self, "_draftForceContext", None) is None:
             self._draftForceContext = openmm.Context(self._differenceSystem, openmm.VerletIntegrator(0.001),
                                                      self.draftContext.getPlatform())
-            box = self.draftContext.getState().getPeriodicBoxVectors()
+            if self.box is None:
+                box = self.draftContext.getState().getPeriodicBoxVectors()
+                self._draftForceContext.setPeriodicBoxVectors(*box)
+        if box is None:
+            box = self.box
+        if box is not None:
             self._draftForceContext.setPeriodicBoxVectors(*box)
         self._draftForceContext.setPositions(positions)
         return stateArray(self._draftForceContext.getState(getForces=True), "forces")
@@ -553,6 +614,13 @@ class SpeculativeController:
                                   if name.startswith("accepted/")}
         if hasattr(self.correction, "reset"):
             self.correction.reset()
+        if self.barostat is not None:
+            if meta.get("barostat") is None or "box" not in arrays:
+                raise ValueError("the checkpoint was written without a barostat; this simulation has one")
+            self.barostat.restore(meta["barostat"])
+            self.box = np.array(arrays["box"])
+            self.replayContext.setPeriodicBoxVectors(*self.box)
+        self._moveStep = meta.get("moveStep")
         self._evaluationsBefore = self.statistics.targetEvaluations - self.verifier.numEvaluations
         self.replayContext.setPositions(self.positions)
         self.replayContext.setVelocities(self.velocities)
@@ -575,6 +643,53 @@ class SpeculativeController:
             record.xpre = arrays.get(f"record/{j}/xpre")
             record.fd = arrays.get(f"record/{j}/fd") if item["fd"] else None
             self.records[j] = record
+
+    # ---- the barostat ------------------------------------------------------------------------
+
+    def _proposeMove(self):
+        """Submit the trial state of the volume move between step t and t + 1 (barostat module)."""
+        proposal = self.barostat.propose(self.seed, self.step, self.positions, self.box)
+        self.verifier.submit((self.epoch, self.step, "volume"), proposal.positions, box=proposal.box, energy=True)
+        return proposal
+
+    def _decideMove(self, proposal):
+        """Accept or reject ``proposal`` on the target energies at x_t and at the trial state.
+
+        Returns whether it was accepted; then (x'_t, v_t, box') is the accepted state at
+        step t, and the draft restarts there (the trial's forces serve step t + 1).
+        """
+        t = proposal.step
+        self._moveStep = t
+        self._targetForce(t)  # the verification of x_t, needed anyway: not the barostat's cost
+        start = time.perf_counter()
+        energy = self._energies.get(t)
+        forces, draftForces, newEnergy = self.verifier.resultFull((self.epoch, t, "volume"))
+        if energy is None or newEnergy is None:
+            raise RuntimeError(f"the verifier returned no energy for the volume move at step {t}")
+        if self.control == "barostat_draft_energy":
+            energy = self._draftEnergyAt(self.positions, self.box)
+            newEnergy = self._draftEnergyAt(proposal.positions, proposal.box)
+        if not (math.isfinite(energy) and math.isfinite(newEnergy) and np.all(np.isfinite(forces))):
+            raise RuntimeError(f"the target energy or forces are not finite in the trial box of the volume move at "
+                               f"step {t}; the run stops at the last accepted step {self.step}")
+        accepted = self.barostat.decide(proposal, energy, newEnergy, self.control)
+        self.statistics.volumeMoves += 1
+        if accepted:
+            self.statistics.volumeMovesAccepted += 1
+            self.positions = proposal.positions
+            self.box = proposal.box
+            self.replayContext.setPeriodicBoxVectors(*self.box)
+            self.replayContext.setPositions(self.positions)
+            if self._originalDraftForces:
+                self.acceptedPositions[t] = self.positions
+            self._restart((forces, draftForces, newEnergy))
+        self.statistics.barostatSeconds += time.perf_counter() - start
+        return accepted
+
+    def _draftEnergyAt(self, positions, box):
+        """E_d at ``positions`` in ``box`` (for the test-only control that decides moves on the draft)."""
+        self._draftForcesAt(positions, box)
+        return self._draftForceContext.getState(getEnergy=True).getPotentialEnergy()._value
 
     def _tuneWindow(self):
         """Set the window that maximises DESIGN.md section 7's bound for the measured acceptance and costs.
@@ -610,16 +725,22 @@ class SpeculativeController:
         self._roundLocked = getattr(self.verifier, "concurrency", None) is not None and slots <= bestK
 
     def advance(self, steps):
-        """Verify ``steps`` more steps."""
+        """Verify ``steps`` more steps (and make the barostat's volume moves between them)."""
         end = self.step + steps
         while self.step < end:
             if self.autoWindow and self.statistics.steps >= self._nextTune:
                 self._nextTune = self.statistics.steps + TUNE_EVERY
                 self._tuneWindow()
+            proposal = None
+            if self.barostat is not None and self._moveStep != self.step and self.barostat.due(self.step):
+                proposal = self._proposeMove()
             limit = min(self.step + self.window, end)
+            # With a move pending, the draft goes on as if it were rejected (the steps stand if it is).
             while self.draftStep < limit and self._ready(self.draftStep + 1):
                 self.draft()
                 self._submitMore()
             self._submitMore()
+            if proposal is not None and self._decideMove(proposal):
+                continue  # accepted: the draft restarted from the scaled state
             self.verify()
         self.statistics.targetEvaluations = self._evaluationsBefore + self.verifier.numEvaluations

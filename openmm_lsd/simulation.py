@@ -11,6 +11,7 @@ from openmm import unit
 
 from . import _systems
 from ._units import positive
+from .barostat import VolumeMoves, boxVolume, findBarostat
 from .controller import SpeculativeController
 from .corrections import makeCorrection
 from .integrators import _Coefficients, canonical_scheme, draftIntegrator, replayIntegrator, serialIntegrator
@@ -119,6 +120,15 @@ class SpeculativeSimulation:
 
     Notes
     -----
+    Constant pressure: a ``MonteCarloBarostat`` in the target System is honoured as
+    OpenMM's integrator would apply it (same moves, acceptance rule and adaptive step;
+    :mod:`openmm_lsd.barostat`), the law being that of the serial run with the
+    barostat, made by the controller between verified steps: one serial target energy
+    per attempt, and a draft restart per accepted move. Moves happen before every step
+    whose index is a multiple of the barostat's frequency (OpenMM counts from the
+    Context's creation: the same for a run from step 0). The draft System needs no
+    barostat (one there is ignored). Needs the in-process or MPI verifier.
+
     Under ``mpiexec -n K+1``, every rank runs the script up to this constructor
     (so each builds its own target System).  On ranks 1..K the constructor
     creates a target Context (``DeviceIndex`` = rank - 1 modulo the number of
@@ -188,8 +198,10 @@ class SpeculativeSimulation:
         self.context = _context(targetSystem, self.integrator, platform, platformProperties)
         realPlatform = self.context.getPlatform()
         # A correction that refits the draft changes its Context's parameters: give it a copy of the System.
-        ownDraft = (openmm.XmlSerializer.clone(draftSystem)
-                    if getattr(correction, "needsOriginalDraftForces", False) else draftSystem)
+        # A draft's barostat would move the draft's box on its own: the copy has none.
+        ownDraft = _systems.withoutBarostat(draftSystem)
+        if ownDraft is draftSystem and getattr(correction, "needsOriginalDraftForces", False):
+            ownDraft = openmm.XmlSerializer.clone(draftSystem)
         self._draftContext = _context(ownDraft, draftIntegrator(self._coefficients), realPlatform,
                                       platformProperties)
         replayPlatform = realPlatform
@@ -204,9 +216,16 @@ class SpeculativeSimulation:
             self._draftContext.setPeriodicBoxVectors(*box)
             self._replayContext.setPeriodicBoxVectors(*box)
         self.verifier = verifier if verifier != "inprocess" else InProcessVerifier(self.context)
+        barostat = findBarostat(targetSystem)
+        self._volumeMoves = None
+        if barostat is not None:
+            # The target Context's molecules, as OpenMM's barostat on the serial run would scale them.
+            box = np.array([v.value_in_unit(unit.nanometer) for v in targetSystem.getDefaultPeriodicBoxVectors()])
+            self._volumeMoves = VolumeMoves(barostat, self.context.getMolecules(), targetSystem.getNumParticles(),
+                                            boxVolume(box))
         self._controller = SpeculativeController(self._coefficients, self._draftContext, self._replayContext,
                                                  self.verifier, self.window, correction, self.seed, _control,
-                                                 autoWindow=autoWindow)
+                                                 autoWindow=autoWindow, barostat=self._volumeMoves)
         self._synced = None
 
     @staticmethod
@@ -270,14 +289,20 @@ class SpeculativeSimulation:
         c = self._coefficients
         return {"particles": self.system.getNumParticles(), "scheme": c.scheme, "temperature": c.temperature,
                 "friction": c.gamma, "stepSize": c.dt, "correction": self.correction.name,
-                "lag": self.correction.lag}
+                "lag": self.correction.lag,
+                "barostat": None if self._volumeMoves is None else [self._volumeMoves.frequency,
+                                                                   self._volumeMoves.rigid]}
 
     def _isSynced(self):
         if self._synced is None:
             return False
-        positions, velocities, step, _ = self._contextState()
-        synced = self._synced
-        return step == synced[2] and np.array_equal(positions, synced[0]) and np.array_equal(velocities, synced[1])
+        return self._sameState(self._contextState(), self._synced)
+
+    @staticmethod
+    def _sameState(state, synced):
+        positions, velocities, step, _, box = state
+        return (step == synced[2] and np.array_equal(positions, synced[0]) and np.array_equal(velocities, synced[1])
+                and (box is None or np.array_equal(box, synced[3])))
 
     def saveCheckpoint(self, file, extra=None):
         """Save everything that decides the future to ``file`` (a path, written atomically, or a binary file).
@@ -334,8 +359,8 @@ class SpeculativeSimulation:
             self._replayContext.setPeriodicBoxVectors(*box)
             self._draftContext.setPeriodicBoxVectors(*box)
         self._controller.restoreState(controller["controller"], arrays)
-        positions, velocities, step, _ = self._contextState()
-        self._synced = (positions, velocities, step)
+        positions, velocities, step, _, box = self._contextState()
+        self._synced = (positions, velocities, step, box)
         return controller.get("extra")
 
     def saveState(self, file):
@@ -397,25 +422,34 @@ class SpeculativeSimulation:
     # ---- the bridge between context and controller ------------------------------------------
 
     def _contextState(self):
+        """(positions, velocities, step, time, box or None); the box only with a barostat."""
         state = self.context.getState(getPositions=True, getVelocities=True)
+        box = None
+        if self._volumeMoves is not None:
+            box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
         return (stateArray(state, "positions"), stateArray(state, "velocities"),
-                self.context.getStepCount(), state.getTime().value_in_unit(unit.picosecond))
+                self.context.getStepCount(), state.getTime().value_in_unit(unit.picosecond), box)
 
     def _advance(self, steps):
-        positions, velocities, step, time = self._contextState()
-        synced = self._synced
-        if (synced is None or step != synced[2] or not np.array_equal(positions, synced[0])
-                or not np.array_equal(velocities, synced[1])):
+        current = self._contextState()
+        positions, velocities, step, time, box = current
+        if self._synced is None or not self._sameState(current, self._synced):
             # A new state from the user (or the first step): a new accepted history starts here.
-            self._controller.reset(positions, velocities, step)
+            self._controller.reset(positions, velocities, step, box)
+        if self._volumeMoves is not None:
+            # The Context's parameters, which a user may change between steps as with OpenMM's barostat.
+            self._volumeMoves.pressure = self.context.getParameter(openmm.MonteCarloBarostat.Pressure())
+            self._volumeMoves.temperature = self.context.getParameter(openmm.MonteCarloBarostat.Temperature())
         start = self._controller.step
         try:
             self._controller.advance(steps)
         finally:
             controller = self._controller
+            if controller.box is not None:
+                self.context.setPeriodicBoxVectors(*controller.box)
             self.context.setPositions(controller.positions)
             self.context.setVelocities(controller.velocities)
             self.context.setStepCount(controller.step)
             self.context.setTime(time + (controller.step - start) * self._coefficients.dt)
-            positions, velocities, _, _ = self._contextState()
-            self._synced = (positions, velocities, controller.step)
+            positions, velocities, _, _, box = self._contextState()
+            self._synced = (positions, velocities, controller.step, box)

@@ -1,6 +1,8 @@
 """Run by tests under mpiexec: a short LSD run of the toy system; rank 0 saves the trajectory.
 
     mpiexec -n K+1 python tests/mpi_run.py OUT.npy [--fail-rank R] [--die-rank R] [--hang-rank R] [--timeout S]
+
+``--system npt``: the constant-pressure box of tests/npt.py instead (frames then end with the box).
 """
 
 import argparse
@@ -11,6 +13,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+import npt  # noqa: E402
 from systems import startPositions, startVelocities, topology, toy  # noqa: E402
 
 from openmm_lsd import SpeculativeSimulation  # noqa: E402
@@ -29,12 +32,19 @@ parser.add_argument("--stop-after", type=int, default=None)
 parser.add_argument("--resume", default=None, help="continue from this checkpoint")
 parser.add_argument("--delay", type=float, default=0.0, help="seconds each target evaluation also takes")
 parser.add_argument("--checkpoint-on-failure", default=None, help="on a fault, save the last accepted step here")
+parser.add_argument("--system", choices=("toy", "npt"), default="toy")
 args = parser.parse_args()
 
 rank = int(os.environ.get("PMI_RANK", "0"))
-kw = dict(constraint=True, cmm=3)
-target = toy(**kw)
-draft = toy(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.15, **kw)
+if args.system == "npt":
+    target, draft = npt.systems()
+    top, (x0, v0) = npt.topology(), npt.start()
+else:
+    kw = dict(constraint=True, cmm=3)
+    target = toy(**kw)
+    draft = toy(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.15, **kw)
+    top, x0, v0 = topology(3), startPositions(), startVelocities()
+n = target.getNumParticles()
 
 
 def faulty(state):
@@ -44,7 +54,7 @@ def faulty(state):
         os._exit(3)
     if args.hang_rank == rank:
         time.sleep(3600)
-    return 0.0, np.zeros((3, 3))
+    return 0.0, np.zeros((n, 3))
 
 
 if rank in (args.fail_rank, args.die_rank, args.hang_rank):
@@ -56,24 +66,32 @@ elif args.delay:
 
     def slow(state):
         time.sleep(args.delay)
-        return 0.0, np.zeros((3, 3))
+        return 0.0, np.zeros((n, 3))
 
     target.addForce(openmm.PythonForce(slow))
 
-sim = SpeculativeSimulation(topology(3), target, draft, 300, 5.0, 0.004, window=args.window,
+sim = SpeculativeSimulation(top, target, draft, 300, 5.0, 0.004, window=args.window,
                             draftCorrection=args.correction, correctionLag=2, platform="Reference", seed=3,
                             verifier=args.verifier, verifierTimeout=args.timeout)
-sim.context.setPositions(startPositions())
-sim.context.setVelocities(startVelocities())
+sim.context.setPositions(x0)
+sim.context.setVelocities(v0)
 frames = []
+
+
+def frame():
+    state = sim.context.getState(getPositions=True, getVelocities=True)
+    parts = [state.getPositions(asNumpy=True)._value, state.getVelocities(asNumpy=True)._value]
+    if args.system == "npt":
+        parts.append(state.getPeriodicBoxVectors(asNumpy=True)._value)
+    return np.concatenate(parts)
+
+
 if args.resume:
     sim.loadCheckpoint(args.resume)
     frames = list(np.load(args.out))
     if sim.currentStep % 5:  # a checkpoint taken at a fault may sit between two saved frames
         sim.step(5 - sim.currentStep % 5)
-        state = sim.context.getState(getPositions=True, getVelocities=True)
-        frames.append(np.concatenate([state.getPositions(asNumpy=True)._value,
-                                      state.getVelocities(asNumpy=True)._value]))
+        frames.append(frame())
 for _ in range(len(frames), 12):
     if args.stop_after is not None and len(frames) == args.stop_after:
         sim.saveCheckpoint(args.checkpoint)
@@ -87,7 +105,7 @@ for _ in range(len(frames), 12):
         np.save(args.out, np.array(frames))
         print(f"stopped at step {sim.currentStep}: {exc}", flush=True)
         sys.exit(3)
-    state = sim.context.getState(getPositions=True, getVelocities=True)
-    frames.append(np.concatenate([state.getPositions(asNumpy=True)._value, state.getVelocities(asNumpy=True)._value]))
+    frames.append(frame())
 np.save(args.out, np.array(frames))
-print("statistics", sim.statistics, "verifier", type(sim.verifier).__name__, flush=True)
+print("statistics", sim.statistics, "volume moves", sim.statistics.volumeMovesAccepted, "of",
+      sim.statistics.volumeMoves, "verifier", type(sim.verifier).__name__, flush=True)

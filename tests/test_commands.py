@@ -359,3 +359,68 @@ def test_torchforce_target_where_openmmtorch_imports(tmp_path):
     sim.context.setPositions(toy.startPositions())
     sim.step(10)
     assert sim.statistics.steps == 10
+
+
+def test_water_box_runs_at_constant_pressure_with_periodic_xtb(tmp_path):
+    """The NPT example offline: 0.8 nm box (17 waters), periodic GFN2-xTB, a volume move every 2 steps."""
+    out = tmp_path / "npt"
+    done = cli("run", "--system", "water-box", "--box-edge", "0.8", "--barostat-frequency", "2", "--steps", "4",
+               "--report-interval", "2", "--output", str(out), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["statistics"]["volumeMoves"] == 2
+    assert summary["settings"]["pressure_bar"] == 1.0 and summary["settings"]["barostat_frequency"] == 2
+    assert "Density" in (out / "log.csv").read_text().splitlines()[0]
+    traj = mdtraj.load(str(out / "trajectory.dcd"), top=str(out / "topology.pdb"))
+    assert traj.n_frames == 2 and traj.unitcell_volumes is not None
+
+
+def _cheapWaterBox():
+    """A classical stand-in for validate's constant-pressure path: TIP3P draft, a target with 25% larger charges."""
+    import openmm
+    from openmm import app, unit
+
+    from openmm_lsd import systems
+
+    ff = app.ForceField("amber14/tip3p.xml")
+    modeller = app.Modeller(app.Topology(), [])
+    modeller.addSolvent(ff, model="tip3p", boxSize=openmm.Vec3(0.9, 0.9, 0.9) * unit.nanometer)
+
+    def make(scale):
+        system = ff.createSystem(modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.4, rigidWater=True)
+        for force in system.getForces():
+            if isinstance(force, openmm.NonbondedForce):
+                for i in range(force.getNumParticles()):
+                    q, sigma, epsilon = force.getParticleParameters(i)
+                    force.setParticleParameters(i, q * scale, sigma, epsilon)
+        return system
+
+    target, draft = make(1.25), make(1.0)
+    target.addForce(openmm.MonteCarloBarostat(1.0, 300.0, 5))
+    positions = systems.minimizeWith(draft, modeller.topology, modeller.positions)
+    return systems.Example("cheap-water-box", modeller.topology, positions, target, draft, "TIP3P box, NPT")
+
+
+NPT_VALIDATE = ("validate", "--replicas", "16", "--replica-steps", "60", "--equilibrate", "50", "--platform", "CPU")
+
+
+def test_validate_compares_density_and_rdf_at_constant_pressure(tmp_path, monkeypatch):
+    """validate with a barostat: density and the O-O coordination (the RDF's first shell) per replica, serial
+    OpenMM with its own barostat (a fresh Context state per replica) against LSD; the same run with the volume
+    moves decided on the draft's energies is rejected."""
+    from openmm_lsd import cli as command, commands
+
+    example = _cheapWaterBox()
+    monkeypatch.setattr(commands, "buildSystem", lambda args: example)
+    with pytest.raises(SystemExit, match="multiples of its frequency"):
+        command.main([*NPT_VALIDATE[:4], "52", *NPT_VALIDATE[5:], "--output", str(tmp_path / "bad")])
+    command.main([*NPT_VALIDATE, "--output", str(tmp_path / "v")])
+    result = json.loads((tmp_path / "v" / "validation.json").read_text())
+    assert result["verdict"] == "AGREE"
+    assert {"density (g/mL)", "O-O coordination (r < 0.335 nm)"} <= set(result["tests"])
+    assert result["volume_moves"] == 16 * 12 and 0 < result["volume_moves_accepted"] < result["volume_moves"]
+    assert (tmp_path / "v" / "rdf.png").is_file()
+    with pytest.raises(SystemExit):
+        command.main([*NPT_VALIDATE, "--output", str(tmp_path / "c"), "--control", "barostat_draft_energy"])
+    control = json.loads((tmp_path / "c" / "validation.json").read_text())
+    assert control["verdict"] == "DISAGREE" and min(t["p"] for t in control["tests"].values()) < 1e-6

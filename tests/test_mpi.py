@@ -62,6 +62,24 @@ def test_checkpoint_resumes_exactly_under_another_rank_count(tmp_path):
     np.testing.assert_array_equal(np.load(out), np.load(tmp_path / "whole.npy"))
 
 
+def test_barostat_same_trajectory_on_ranks_and_resumed_across_rank_counts(tmp_path):
+    """NPT (tests/npt.py, a move attempted every 2 steps): in-process, on 3 verifier ranks, and interrupted after
+    15 steps on 1 rank then resumed on 2, the same trajectory and box, bit for bit."""
+    reference = launch(0, tmp_path / "inprocess.npy", "--system", "npt")
+    assert reference.returncode == 0, reference.stderr
+    accepted = int(reference.stdout.split("volume moves ")[1].split()[0])
+    assert 5 <= accepted < 30, reference.stdout  # 30 attempts in 60 steps; some accepted, not all
+    run = launch(4, tmp_path / "k3.npy", "--system", "npt", "--window", "6")
+    assert run.returncode == 0, run.stdout + run.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "k3.npy"), np.load(tmp_path / "inprocess.npy"))
+    out, checkpoint = tmp_path / "parts.npy", tmp_path / "c.lsd"
+    first = launch(2, out, "--system", "npt", "--checkpoint", str(checkpoint), "--stop-after", "3")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = launch(3, out, "--system", "npt", "--resume", str(checkpoint), "--window", "3")
+    assert second.returncode == 0, second.stdout + second.stderr
+    np.testing.assert_array_equal(np.load(out), np.load(tmp_path / "inprocess.npy"))
+
+
 def test_hung_rank_leaves_a_checkpoint_that_resumes_exactly(tmp_path):
     """Rank 2 hangs (the others take 50 ms per call): rank 0 names it after the 1 s timeout, keeps the last
     accepted step, exits non-zero;

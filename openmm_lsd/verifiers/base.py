@@ -28,9 +28,16 @@ class Verifier:
     #: how many evaluations run at once (MPI: the number of ranks; in-process: 1); None when submissions
     #: never wait for a free evaluator (batched verifiers). The controller's scheduling reads it.
     concurrency = None
+    #: whether :meth:`submit` takes a periodic box and returns energies (needed for a barostat's volume moves)
+    supportsVolumeMoves = False
 
-    def submit(self, key, positions):
-        """Queue an evaluation of the target forces at ``positions`` (nm, (N, 3) array)."""
+    def submit(self, key, positions, box=None, energy=False):
+        """Queue an evaluation of the target forces at ``positions`` (nm, (N, 3) array).
+
+        ``box`` ((3, 3), nm), where given, is set before the evaluation; with ``energy``
+        the potential energy is computed too (:meth:`resultFull`).  Only verifiers with
+        ``supportsVolumeMoves`` are ever given either.
+        """
         raise NotImplementedError
 
     def result(self, key):
@@ -45,6 +52,11 @@ class Verifier:
         controller then need not read them back from its own draft Context.
         """
         return self.result(key), None
+
+    def resultFull(self, key):
+        """``(target forces, draft forces or None, potential energy in kJ/mol or None)`` for ``key``."""
+        forces, draftForces = self.resultWithDraft(key)
+        return forces, draftForces, None
 
     def cancel(self, predicate):
         """Forget every submitted key for which ``predicate(key)`` is true."""

@@ -22,6 +22,7 @@ class InProcessVerifier(Verifier):
 
     #: one evaluation at a time, on demand: speculation saves nothing here (window='auto' picks 1)
     concurrency = 1
+    supportsVolumeMoves = True
 
     def __init__(self, context):
         self.context = context
@@ -29,21 +30,28 @@ class InProcessVerifier(Verifier):
         self.numEvaluations = 0
         self.targetSeconds = 0.0
 
-    def submit(self, key, positions):
-        self._pending[key] = positions
+    def submit(self, key, positions, box=None, energy=False):
+        self._pending[key] = (positions, box, energy)
 
     def result(self, key):
-        positions = self._pending.pop(key)
+        return self.resultFull(key)[0]
+
+    def resultFull(self, key):
+        positions, box, energy = self._pending.pop(key)
         start = time.perf_counter()
         try:
+            if box is not None:
+                self.context.setPeriodicBoxVectors(*box)
             self.context.setPositions(positions)
-            forces = forcesFromState(self.context.getState(getForces=True))
+            state = self.context.getState(getForces=True, getEnergy=energy)
+            forces = forcesFromState(state)
+            potential = state.getPotentialEnergy()._value if energy else None
         except Exception as exc:
             raise RuntimeError(f"the target failed to evaluate forces at step {key[1]}: "
                                f"{type(exc).__name__}: {exc}") from exc
         self.targetSeconds += time.perf_counter() - start
         self.numEvaluations += 1
-        return forces
+        return forces, None, potential
 
     def cancel(self, predicate):
         for key in [k for k in self._pending if predicate(k)]:

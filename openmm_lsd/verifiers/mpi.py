@@ -160,6 +160,7 @@ class MPIVerifier(Verifier):
     """
 
     providesDraftForces = True
+    supportsVolumeMoves = True
 
     def __init__(self, comm, timeout=DEFAULT_TIMEOUT):
         if comm.Get_size() < 2:
@@ -173,6 +174,7 @@ class MPIVerifier(Verifier):
         self._wanted = set()
         self._results = {}
         self._draftResults = {}
+        self._energies = {}
         self._sends = []
         self._closed = False
         self._failed = None  # a rank found dead or hung: close() then aborts at once instead of waiting again
@@ -191,9 +193,9 @@ class MPIVerifier(Verifier):
     def concurrency(self):
         return len(self.ranks)
 
-    def submit(self, key, positions):
+    def submit(self, key, positions, box=None, energy=False):
         self._wanted.add(key)
-        self._queue.append((key, positions, time.perf_counter()))
+        self._queue.append((key, (positions, box, energy), time.perf_counter()))
         self._dispatch()
 
     def cancel(self, predicate):
@@ -201,16 +203,17 @@ class MPIVerifier(Verifier):
         for key in [key for key in self._results if predicate(key)]:
             del self._results[key]
             self._draftResults.pop(key, None)
+            self._energies.pop(key, None)
         self._queue = collections.deque(item for item in self._queue if not predicate(item[0]))
 
     def _dispatch(self):
         while self._idle and self._queue:
-            key, positions, queued = self._queue.popleft()
+            key, job, queued = self._queue.popleft()
             rank = self._idle.popleft()
             now = time.perf_counter()
             self.queueWaits.append(now - queued)
             self._busy[rank] = (key, now)
-            self._sends.append(self.comm.isend((key, positions), dest=rank, tag=_JOB))
+            self._sends.append(self.comm.isend((key, *job), dest=rank, tag=_JOB))
         if len(self._sends) > 64:
             self._sends = [request for request in self._sends if not request.Test()]
 
@@ -225,7 +228,7 @@ class MPIVerifier(Verifier):
             rank, tag = status.Get_source(), status.Get_tag()
             message = self.comm.recv(source=rank, tag=tag)
             received = True
-            key, payload, seconds, draftForces = message
+            key, payload, seconds, draftForces, energy = message
             self._busy.pop(rank, None)
             self._idle.append(rank)
             if tag == _ERROR:
@@ -235,6 +238,8 @@ class MPIVerifier(Verifier):
             if key in self._wanted:
                 self._results[key] = payload
                 self._draftResults[key] = draftForces
+                if energy is not None:
+                    self._energies[key] = energy
         if received:
             self._dispatch()
         return received
@@ -252,6 +257,9 @@ class MPIVerifier(Verifier):
         return self.resultWithDraft(key)[0]
 
     def resultWithDraft(self, key):
+        return self.resultFull(key)[:2]
+
+    def resultFull(self, key):
         backoff = _Backoff(2e-5, 5e-5)
         while key not in self._results:
             if key not in self._wanted:
@@ -263,7 +271,7 @@ class MPIVerifier(Verifier):
             else:
                 backoff.wait()
         self._wanted.discard(key)
-        return self._results.pop(key), self._draftResults.pop(key, None)
+        return self._results.pop(key), self._draftResults.pop(key, None), self._energies.pop(key, None)
 
     def close(self):
         """Let busy ranks finish (at most ``timeout`` s), then tell every verifier rank to stop.
@@ -320,21 +328,27 @@ def serve(comm, context, draftContext=None):
         message = comm.recv(source=0, tag=tag)
         if tag == _STOP:
             return
-        key, positions = message
+        key, positions, box, wantEnergy = message
         start = time.perf_counter()
         try:
+            if box is not None:
+                context.setPeriodicBoxVectors(*box)
             context.setPositions(positions)
-            forces = forcesFromState(context.getState(getForces=True))
+            state = context.getState(getForces=True, getEnergy=wantEnergy)
+            forces = forcesFromState(state)
+            energy = state.getPotentialEnergy()._value if wantEnergy else None
         except Exception as exc:  # report any failure to rank 0 rather than dying silently
             logger.error("rank %d: target evaluation failed: %s", rank, exc)
-            comm.send((key, f"{type(exc).__name__}: {exc}", 0.0, None), dest=0, tag=_ERROR)
+            comm.send((key, f"{type(exc).__name__}: {exc}", 0.0, None, None), dest=0, tag=_ERROR)
             continue
         seconds = time.perf_counter() - start
         draftForces = None
         if draftContext is not None:
             try:
+                if box is not None:
+                    draftContext.setPeriodicBoxVectors(*box)
                 draftContext.setPositions(positions)
                 draftForces = forcesFromState(draftContext.getState(getForces=True))
             except Exception as exc:  # the controller then reads the draft force itself
                 logger.warning("rank %d: draft force evaluation failed: %s", rank, exc)
-        comm.send((key, forces, seconds, draftForces), dest=0, tag=_RESULT)
+        comm.send((key, forces, seconds, draftForces, energy), dest=0, tag=_RESULT)

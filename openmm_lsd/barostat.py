@@ -1,0 +1,194 @@
+"""OpenMM's ``MonteCarloBarostat``, performed by the speculative controller between verified steps.
+
+OpenMM's barostat acts in the integrator's "update context state" phase, before
+every step whose index (counted from 1 since the Context was made) is a multiple of
+its frequency.  Checked against OpenMM 8.6's ``MonteCarloBarostatImpl``: from the
+state (x, box) with volume V = a_x b_y c_z,
+
+    dV  = s_V * 2 * (u1 - 1/2)                       s_V: the adaptive volume step
+    V'  = V + dV,   l = (V'/V)^(1/3),   box' = l * box
+    x'  = x + (l - 1) * c_m   for each atom of molecule m, c_m the unweighted mean
+          of its atoms' positions (or x' = l * x atom by atom when the barostat's
+          ``scaleMoleculesAsRigid`` is off); velocities are not changed
+    w   = E(x', box') - E(x, box) + P dV - N_s kT ln(V'/V)
+    reject iff w > 0 and u2 > exp(-w/kT)
+
+with E the potential energy of the integrator's force groups, P and T the Context's
+``MonteCarloPressure`` and ``MonteCarloTemperature`` parameters, N_s the number of
+molecules (OpenMM's ``Context.getMolecules()`` of the *target* Context, which is
+what the serial run would use) or of particles.  After every 10 attempts the step
+adapts: s_V /= 1.1 if fewer than a quarter were accepted, s_V = min(1.1 s_V, 0.3 V)
+if more than three quarters were, and the counts restart; s_V starts at 1% of the
+System's default box volume, as OpenMM sets it when a Context is made.
+
+Here the move before step t + 1 is decided once step t is verified, with u1 and u2
+drawn from a generator keyed by (seed, t) (DESIGN.md section 9), on the target's
+energies at x_t (returned with the verification of x_t) and at x'_t (one serial
+target evaluation).  Moves happen before every step whose absolute index is a
+multiple of the frequency: for a run that starts at step 0 that is OpenMM's
+schedule, and a resumed run keeps it.  Rejected, nothing changes and the drafted
+steps stand; accepted, the draft restarts from (x'_t, v_t) in the new box.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import openmm
+from openmm import unit
+
+__all__ = ["VolumeMoves", "findBarostat"]
+
+#: Avogadro's number and k_B N_A (kJ/mol/K) as OpenMM defines them (SimTKOpenMMRealType.h)
+AVOGADRO = 6.02214076e23
+BOLTZ = 1.380649e-23 * AVOGADRO / 1000.0
+#: bar -> kJ/mol/nm^3, OpenMM's conversion of the pressure parameter
+BAR = AVOGADRO * 1e-25
+#: the third word of the barostat generator's key: its stream is independent of each step's noise
+_STREAM = 0x626172
+
+_OTHER_BAROSTATS = ("MonteCarloAnisotropicBarostat", "MonteCarloMembraneBarostat", "MonteCarloFlexibleBarostat")
+
+
+def findBarostat(system, label="target"):
+    """The System's ``MonteCarloBarostat`` or None; ValueError for a barostat kind that is not supported.
+
+    Raises
+    ------
+    ValueError
+        More than one barostat, another Monte Carlo barostat kind, or a barostat in a
+        System without periodic boundary conditions.
+    """
+    found = []
+    for force in system.getForces():
+        name = type(force).__name__
+        if name in _OTHER_BAROSTATS:
+            raise ValueError(
+                f"{label} System contains a {name}: speculative dynamics supports OpenMM's isotropic "
+                "MonteCarloBarostat only; use it, or run this System serially")
+        if isinstance(force, openmm.MonteCarloBarostat):
+            found.append(force)
+    if len(found) > 1:
+        raise ValueError(f"{label} System contains {len(found)} MonteCarloBarostats; at most one is allowed")
+    if found and not system.usesPeriodicBoundaryConditions():
+        raise ValueError(f"{label} System has a MonteCarloBarostat but no periodic boundary conditions: a barostat "
+                         "needs a periodic System (OpenMM refuses it too)")
+    return found[0] if found else None
+
+
+def boxVolume(box):
+    """a_x b_y c_z of a (3, 3) box in nm, as OpenMM computes the volume of a (reduced) triclinic box."""
+    return float(box[0][0] * box[1][1] * box[2][2])
+
+
+@dataclasses.dataclass
+class Proposal:
+    """One attempted volume move: the state it starts from, the trial state and its random numbers."""
+
+    step: int
+    positions: np.ndarray
+    box: np.ndarray
+    volume: float
+    newVolume: float
+    deltaVolume: float
+    uniform: float  # u2, compared with exp(-w/kT)
+
+
+class VolumeMoves:
+    """The state and rules of one ``MonteCarloBarostat`` (see the module docstring).
+
+    Parameters
+    ----------
+    barostat : openmm.MonteCarloBarostat
+        The target System's barostat: frequency, default pressure and temperature,
+        ``scaleMoleculesAsRigid``.
+    molecules : sequence of sequences of int
+        The target Context's ``getMolecules()``.
+    numParticles : int
+        Particles in the System.
+    defaultVolume : float
+        Volume (nm^3) of the System's default box: the volume step starts at 1% of it.
+    """
+
+    def __init__(self, barostat, molecules, numParticles, defaultVolume):
+        self.frequency = int(barostat.getFrequency())
+        self.rigid = bool(barostat.getScaleMoleculesAsRigid())
+        self.pressure = barostat.getDefaultPressure().value_in_unit(unit.bar)
+        self.temperature = barostat.getDefaultTemperature().value_in_unit(unit.kelvin)
+        self.numParticles = int(numParticles)
+        molecules = [list(m) for m in molecules]
+        membership = np.empty(self.numParticles, dtype=np.int64)
+        for m, atoms in enumerate(molecules):
+            membership[atoms] = m
+        self._membership = membership
+        self._counts = np.array([len(m) for m in molecules], dtype=np.float64)[:, None]
+        self.numScaled = len(molecules) if self.rigid else self.numParticles
+        self.initialVolumeScale = 0.01 * float(defaultVolume)
+        self.resetAdaptation()
+        self.attempts = 0
+        self.accepts = 0
+
+    def resetAdaptation(self):
+        """The volume step and its counters as a freshly made OpenMM Context has them."""
+        self.volumeScale = self.initialVolumeScale
+        self.numAttempted = 0
+        self.numAccepted = 0
+
+    def due(self, step):
+        """Whether a move is attempted between step ``step`` and step ``step + 1``."""
+        return self.frequency > 0 and (step + 1) % self.frequency == 0
+
+    def scale(self, positions, factor):
+        """Positions with molecule centres (or atoms) scaled by ``factor`` about the origin."""
+        if not self.rigid:
+            return positions * factor
+        centres = np.zeros((len(self._counts), 3))
+        np.add.at(centres, self._membership, positions)
+        centres /= self._counts
+        return positions + (factor - 1.0) * centres[self._membership]
+
+    def propose(self, seed, step, positions, box):
+        """The trial state of the move before step ``step + 1`` (u1, u2 keyed by (seed, step))."""
+        rng = np.random.default_rng([seed, step, _STREAM])
+        u1, u2 = rng.random(), rng.random()
+        volume = boxVolume(box)
+        deltaVolume = self.volumeScale * 2.0 * (u1 - 0.5)
+        newVolume = volume + deltaVolume
+        factor = (newVolume / volume) ** (1.0 / 3.0)
+        return Proposal(int(step), self.scale(positions, factor), np.asarray(box) * factor, volume, newVolume,
+                        deltaVolume, u2)
+
+    def work(self, proposal, energy, newEnergy, control=None):
+        """w = E' - E + P dV - N_s kT ln(V'/V) (kJ/mol) and kT."""
+        kT = BOLTZ * self.temperature
+        logTerm = 0.0 if control == "barostat_no_log" else self.numScaled * kT * math.log(
+            proposal.newVolume / proposal.volume)
+        return newEnergy - energy + self.pressure * BAR * proposal.deltaVolume - logTerm, kT
+
+    def decide(self, proposal, energy, newEnergy, control=None):
+        """Accept or reject ``proposal`` from the two target energies (kJ/mol); adapt the volume step."""
+        w, kT = self.work(proposal, energy, newEnergy, control)
+        accepted = not (w > 0 and proposal.uniform > math.exp(-w / kT))
+        self.attempts += 1
+        self.numAttempted += 1
+        if accepted:
+            self.accepts += 1
+            self.numAccepted += 1
+        if self.numAttempted >= 10:
+            if self.numAccepted < 0.25 * self.numAttempted:
+                self.volumeScale /= 1.1
+                self.numAttempted = self.numAccepted = 0
+            elif self.numAccepted > 0.75 * self.numAttempted:
+                self.volumeScale = min(self.volumeScale * 1.1, proposal.volume * 0.3)
+                self.numAttempted = self.numAccepted = 0
+        return accepted
+
+    _STATE = ("volumeScale", "numAttempted", "numAccepted", "attempts", "accepts")
+
+    def state(self):
+        """What the future depends on (JSON-able), for checkpoints."""
+        return {name: getattr(self, name) for name in self._STATE}
+
+    def restore(self, state):
+        for name in self._STATE:
+            setattr(self, name, type(getattr(self, name))(state[name]))

@@ -1,0 +1,149 @@
+"""Harness for the constant-pressure exactness tests: LSD + barostat against OpenMM's own serial run.
+
+A periodic box of 12 rigid diatomic Lennard-Jones molecules (24 atoms, one
+constraint each, so OpenMM's barostat scales 12 molecule centres): the target has
+sigma 0.34 nm, epsilon 1.2 kJ/mol; the draft sigma 0.35 nm, epsilon 0.9 kJ/mol,
+so that forces, energies and the pressure differ.  Each repetition starts from
+the same state at step START_STEP and takes STEPS steps with a volume move
+attempted before every FREQUENCY-th; the serial reference is a fresh Context
+with ``LangevinMiddleIntegrator`` and ``MonteCarloBarostat`` per repetition (so
+its move counter and adaptive volume step start where a new Context starts them,
+as the LSD controller's do after ``resetAdaptation``).
+"""
+
+import numpy as np
+import openmm
+from openmm import app
+from scipy import stats
+
+from openmm_lsd import SpeculativeSimulation
+from openmm_lsd.integrators import LeapfrogLangevinIntegrator
+
+TEMPERATURE = 300.0
+FRICTION = 5.0
+DT = 0.004
+PRESSURE = 1000.0  # bar: a dense box, so that moves change the energy
+FREQUENCY = 2
+START_STEP = 4
+STEPS = 24  # 12 attempts: the volume step adapts within a repetition
+MOLECULES = 12
+BOND = 0.12
+EDGE = 1.15
+
+
+def _system(sigma, epsilon, barostat=True):
+    system = openmm.System()
+    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.eye(3) * EDGE))
+    lj = openmm.NonbondedForce()
+    lj.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
+    lj.setCutoffDistance(0.55)
+    lj.setUseDispersionCorrection(False)
+    lj.setReactionFieldDielectric(1.0)
+    for i in range(2 * MOLECULES):
+        system.addParticle(20.0)
+        lj.addParticle(0.0, sigma, epsilon)
+    for m in range(MOLECULES):
+        system.addConstraint(2 * m, 2 * m + 1, BOND)
+        lj.addException(2 * m, 2 * m + 1, 0.0, 1.0, 0.0)
+    system.addForce(lj)
+    if barostat:
+        system.addForce(openmm.MonteCarloBarostat(PRESSURE, TEMPERATURE, FREQUENCY))
+    return system
+
+
+def systems():
+    """(target, draft); the draft carries no barostat (the controller moves both)."""
+    return _system(0.34, 1.2), _system(0.32, 0.7, barostat=False)
+
+
+def topology():
+    top = app.Topology()
+    chain = top.addChain()
+    for m in range(MOLECULES):
+        residue = top.addResidue("DI", chain)
+        a = top.addAtom("A", app.element.argon, residue)
+        b = top.addAtom("B", app.element.argon, residue)
+        top.addBond(a, b)
+    top.setPeriodicBoxVectors(np.eye(3) * EDGE)
+    return top
+
+
+def start():
+    """Fixed positions (molecules on a jittered 3x2x2 grid, random orientations) and velocities."""
+    rng = np.random.default_rng(11)
+    sites = [(i, j, k) for i in range(3) for j in range(2) for k in range(2)]
+    x = []
+    for (i, j, k) in sites:
+        centre = (np.array([i / 3, j / 2, k / 2]) + 0.02 * rng.standard_normal(3)) * EDGE
+        direction = rng.standard_normal(3)
+        direction *= 0.5 * BOND / np.linalg.norm(direction)
+        x += [centre - direction, centre + direction]
+    x = np.array(x)
+    v = rng.standard_normal(x.shape) * 0.35
+    for m in range(MOLECULES):  # no relative velocity along the bond
+        d = x[2 * m + 1] - x[2 * m]
+        d /= np.linalg.norm(d)
+        for a in (2 * m, 2 * m + 1):
+            v[a] -= (v[a] @ d) * d
+        mean = 0.5 * (v[2 * m] + v[2 * m + 1])
+        rel = v[2 * m + 1] - mean
+        v[2 * m], v[2 * m + 1] = mean - rel, mean + rel
+    return x, v
+
+
+def observables(positions, velocities, box):
+    """Columns compared: the volume, every coordinate of x and v of molecule 0, fixed random projections."""
+    flat = np.concatenate([positions.ravel(), 10 * velocities.ravel()])
+    rng = np.random.default_rng(7)
+    directions = rng.standard_normal((6, flat.size))
+    return np.concatenate([[box[0][0] * box[1][1] * box[2][2]], positions[:2].ravel(), velocities[:2].ravel(),
+                           directions @ flat])
+
+
+def lsdSamples(reps, control=None, window=4, correction="extrapolate-quadratic", seed0=5000, lag=2,
+               scheme="LangevinMiddle"):
+    target, draft = systems()
+    sim = SpeculativeSimulation(topology(), target, draft, TEMPERATURE, FRICTION, DT, window=window, scheme=scheme,
+                                draftCorrection=correction, correctionLag=lag, platform="Reference", seed=seed0,
+                                _control=control)
+    controller = sim._controller
+    x0, v0 = start()
+    box0 = np.eye(3) * EDGE
+    out = []
+    for r in range(reps):
+        controller.seed = seed0 + r
+        controller.barostat.resetAdaptation()
+        controller.reset(x0, v0, START_STEP, box0)
+        controller.advance(STEPS)
+        out.append(observables(controller.positions, controller.velocities, controller.box))
+    return np.array(out), controller.statistics
+
+
+def serialSamples(reps, seed=777, scheme="LangevinMiddle"):
+    """OpenMM's LangevinMiddleIntegrator (or the package's leapfrog one) with OpenMM's MonteCarloBarostat."""
+    target, _ = systems()
+    x0, v0 = start()
+    platform = openmm.Platform.getPlatformByName("Reference")
+    out = []
+    for r in range(reps):
+        if scheme == "leapfrog":
+            integrator = LeapfrogLangevinIntegrator(TEMPERATURE, FRICTION, DT)
+        else:
+            integrator = openmm.LangevinMiddleIntegrator(TEMPERATURE, FRICTION, DT)
+        integrator.setRandomNumberSeed(seed + r)
+        target.getForce(target.getNumForces() - 1).setRandomNumberSeed(seed + 7919 * r + 1)
+        context = openmm.Context(target, integrator, platform)
+        context.setPositions(x0)
+        context.setVelocities(v0)
+        context.setStepCount(START_STEP)
+        integrator.step(STEPS)
+        state = context.getState(getPositions=True, getVelocities=True)
+        out.append(observables(state.getPositions(asNumpy=True)._value, state.getVelocities(asNumpy=True)._value,
+                               state.getPeriodicBoxVectors(asNumpy=True)._value))
+    return np.array(out)
+
+
+def twoSampleP(a, b):
+    """Bonferroni-combined two-sample KS p-value over every column."""
+    ps = [stats.ks_2samp(a[:, i], b[:, i]).pvalue for i in range(a.shape[1])]
+    return min(1.0, len(ps) * min(ps))

@@ -1,0 +1,63 @@
+"""Constant pressure: LSD with the target's MonteCarloBarostat has the law of OpenMM's own serial NPT run.
+
+System and protocol (tests/npt.py): 12 rigid diatomic Lennard-Jones molecules in a
+periodic box at 1000 bar and 300 K, target and draft with different sigma and epsilon
+(step acceptance ~0.86, volume-move acceptance ~0.92); from one fixed state at step 4,
+24 steps with a volume move attempted before every second step (12 attempts, so the
+adaptive volume step changes within a repetition), molecule-wise scaling.  Reference:
+a fresh OpenMM Context per repetition with ``LangevinMiddleIntegrator`` and OpenMM's
+``MonteCarloBarostat`` (the package's leapfrog integrator for ``'leapfrog'``), so its
+move schedule and volume step start where LSD's do.
+
+Test: two-sample Kolmogorov-Smirnov on 19 columns (final volume, x and v of molecule
+0's two atoms, 6 fixed random projections of the final state), Bonferroni-combined;
+fixed seeds, so each outcome is deterministic.  Exact variants need p > 1e-3, negative
+controls p < 1e-6 at the same sample size as their exact variant or less.
+
+Sample sizes and measured p (docs/exactness.md):
+- default path (LangevinMiddle, default 'extrapolate-quadratic' correction):
+  R = 10,000, p = 1.0;
+- control 'barostat_draft_energy' (moves decided on the draft's energies):
+  R = 3,000, p = 8.9e-33;
+- control 'barostat_no_log' (the N kT ln(V'/V) term left out, a small bias):
+  R = 10,000, p = 1.6e-7;
+- leapfrog scheme: R = 3,000, exact and its draft-energy control.
+"""
+
+import functools
+
+import pytest
+
+import npt
+
+pytestmark = pytest.mark.slow
+
+EXACT_P = 1e-3
+CONTROL_P = 1e-6
+
+
+@functools.lru_cache(maxsize=None)
+def serial(reps, scheme):
+    return npt.serialSamples(reps, scheme=scheme)
+
+
+CASES = [
+    pytest.param("LangevinMiddle", None, 10_000, id="middle-exact"),
+    pytest.param("LangevinMiddle", "barostat_draft_energy", 3_000, id="middle-barostat_draft_energy"),
+    pytest.param("LangevinMiddle", "barostat_no_log", 10_000, id="middle-barostat_no_log"),
+    pytest.param("leapfrog", None, 3_000, id="leapfrog-exact"),
+    pytest.param("leapfrog", "barostat_draft_energy", 3_000, id="leapfrog-barostat_draft_energy"),
+]
+
+
+@pytest.mark.parametrize("scheme, control, reps", CASES)
+def test_npt_law_matches_openmm(scheme, control, reps):
+    reference = serial(10_000, scheme)[:reps] if scheme == "LangevinMiddle" else serial(reps, scheme)
+    samples, statistics = npt.lsdSamples(reps, control=control, scheme=scheme)
+    p = npt.twoSampleP(samples, reference)
+    if control is None:
+        assert 0.2 < statistics.acceptanceRate < 0.95, statistics
+        assert 0.3 < statistics.volumeMovesAccepted / statistics.volumeMoves < 0.98
+        assert p > EXACT_P, f"LSD + barostat differs from OpenMM's serial NPT run, p = {p:.3g}"
+    else:
+        assert p < CONTROL_P, f"negative control {control} was not rejected, p = {p:.3g}"
