@@ -140,6 +140,11 @@ class Statistics:
             self.rounds += 1
             self._roundPosition = 0
 
+    def _endRound(self):
+        if self._roundPosition:
+            self.rounds += 1
+            self._roundPosition = 0
+
     def asDict(self):
         """The statistics as plain Python numbers (for JSON)."""
         return {
@@ -649,7 +654,8 @@ class SpeculativeController:
     def _proposeMove(self):
         """Submit the trial state of the volume move between step t and t + 1 (barostat module)."""
         proposal = self.barostat.propose(self.seed, self.step, self.positions, self.box)
-        self.verifier.submit((self.epoch, self.step, "volume"), proposal.positions, box=proposal.box, energy=True)
+        self.verifier.submit((self.epoch, self.step, "volume"), proposal.positions, box=proposal.box, energy=True,
+                             urgent=True)
         return proposal
 
     def _decideMove(self, proposal):
@@ -676,6 +682,7 @@ class SpeculativeController:
         self.statistics.volumeMoves += 1
         if accepted:
             self.statistics.volumeMovesAccepted += 1
+            self.statistics._endRound()  # the draft restarts: the next step is a round's first
             self.positions = proposal.positions
             self.box = proposal.box
             self.replayContext.setPeriodicBoxVectors(*self.box)

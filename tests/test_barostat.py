@@ -195,3 +195,18 @@ def test_checkpoint_of_an_nvt_run_is_refused_by_an_npt_simulation():
     buffer.seek(0)
     with pytest.raises(CheckpointError, match="barostat"):
         _simulation().loadCheckpoint(buffer)
+
+
+def test_trial_box_below_twice_the_cutoff_stops_at_the_last_accepted_step():
+    """As in OpenMM's serial run, a box shrunk below twice the cutoff is an error: named, at the last accepted step."""
+    target, draft = npt.systems()
+    for system in (target, draft):
+        for force in system.getForces():
+            if isinstance(force, openmm.NonbondedForce):
+                force.setCutoffDistance(0.4999 * npt.EDGE)
+    sim = _simulation(target, draft)
+    with pytest.raises(RuntimeError, match="at step (\\d+): OpenMMException: The periodic box size has decreased"):
+        sim.step(40)
+    step = sim.currentStep
+    assert step % 2 == 1 and sim._controller.barostat.due(step)  # stopped where the move was attempted
+    assert _state(sim)[2][0][0] >= 2 * 0.4999 * npt.EDGE  # the Context holds the last valid box

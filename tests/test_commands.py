@@ -304,17 +304,20 @@ def test_systems_helpers_refuse_inconsistent_input():
 
 
 EXAMPLES = [("water_xtb.py", "30"), ("alanine_dipeptide_xtb.py", "30"), ("alanine_dipeptide_water_mlmm.py", "10"),
-            ("ani2x.py", "10"), ("mpi_launch.py", "20"), ("alanine_dipeptide.py", "40"), ("copper_cluster.py", "20")]
+            ("ani2x.py", "10"), ("mpi_launch.py", "20"), ("alanine_dipeptide.py", "40"), ("copper_cluster.py", "20"),
+            ("water_box_npt.py", "26 0.7")]
 
 
 @pytest.mark.parametrize("script, steps", EXAMPLES)
 def test_example_runs(tmp_path, script, steps):
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / script), steps], capture_output=True, text=True,
-                          timeout=300, env=ENV, cwd=tmp_path)
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / script), *steps.split()], capture_output=True,
+                          text=True, timeout=300, env=ENV, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     if script == "ani2x.py" and "SKIPPED" in done.stdout:
         pytest.skip(done.stdout.strip())
     assert "acceptance" in done.stdout
+    if script == "water_box_npt.py":
+        assert " of 1 volume moves accepted" in done.stdout  # 26 steps: one move, before step 25
 
 
 @pytest.mark.parametrize("model", ["ani2x", "mace-off23-small", "aimnet2"])
@@ -424,3 +427,12 @@ def test_validate_compares_density_and_rdf_at_constant_pressure(tmp_path, monkey
         command.main([*NPT_VALIDATE, "--output", str(tmp_path / "c"), "--control", "barostat_draft_energy"])
     control = json.loads((tmp_path / "c" / "validation.json").read_text())
     assert control["verdict"] == "DISAGREE" and min(t["p"] for t in control["tests"].values()) < 1e-6
+
+
+def test_barostat_options_are_checked(tmp_path):
+    for option, value, message in (("--pressure", "-1", "--pressure must be a positive number of bar"),
+                                   ("--box-edge", "0.3", "--box-edge must be between 0.6 and 10 nm"),
+                                   ("--barostat-frequency", "0", "--barostat-frequency must be at least 1")):
+        done = cli("run", "--system", "water-box", option, value, "--output", str(tmp_path / "x"), "--no-progress")
+        assert done.returncode == 1 and message in done.stderr, done.stderr
+        assert not (tmp_path / "x").exists()

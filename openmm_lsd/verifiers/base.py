@@ -31,12 +31,13 @@ class Verifier:
     #: whether :meth:`submit` takes a periodic box and returns energies (needed for a barostat's volume moves)
     supportsVolumeMoves = False
 
-    def submit(self, key, positions, box=None, energy=False):
+    def submit(self, key, positions, box=None, energy=False, urgent=False):
         """Queue an evaluation of the target forces at ``positions`` (nm, (N, 3) array).
 
         ``box`` ((3, 3), nm), where given, is set before the evaluation; with ``energy``
         the potential energy is computed too (:meth:`resultFull`).  Only verifiers with
-        ``supportsVolumeMoves`` are ever given either.
+        ``supportsVolumeMoves`` are ever given either.  ``urgent`` jobs (a volume move's
+        trial, which the controller waits for) go before those already queued.
         """
         raise NotImplementedError
 

@@ -45,7 +45,7 @@ class BatchedVerifier(Verifier):
         self.numCalls = 0
         self.targetSeconds = 0.0
 
-    def submit(self, key, positions, box=None, energy=False):
+    def submit(self, key, positions, box=None, energy=False, urgent=False):
         if box is not None or energy:
             raise ValueError("a batched verifier evaluates forces only: it cannot serve a barostat's volume moves")
         self._pending[key] = positions

@@ -30,7 +30,7 @@ class InProcessVerifier(Verifier):
         self.numEvaluations = 0
         self.targetSeconds = 0.0
 
-    def submit(self, key, positions, box=None, energy=False):
+    def submit(self, key, positions, box=None, energy=False, urgent=False):
         self._pending[key] = (positions, box, energy)
 
     def result(self, key):

@@ -193,9 +193,13 @@ class MPIVerifier(Verifier):
     def concurrency(self):
         return len(self.ranks)
 
-    def submit(self, key, positions, box=None, energy=False):
+    def submit(self, key, positions, box=None, energy=False, urgent=False):
         self._wanted.add(key)
-        self._queue.append((key, (positions, box, energy), time.perf_counter()))
+        job = (key, (positions, box, energy), time.perf_counter())
+        if urgent:
+            self._queue.appendleft(job)
+        else:
+            self._queue.append(job)
         self._dispatch()
 
     def cancel(self, predicate):
