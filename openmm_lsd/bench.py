@@ -64,29 +64,14 @@ def waterBoxCase(latency, frequency, edge=1.2, pressure=1.0, temperature=300.0):
     ``MonteCarloBarostat`` every ``frequency`` steps (0: none, the NVT comparison); the draft is TIP3P with
     charges scaled by 0.97 (PME, rigid water, cutoff 0.55 nm).  1.2 nm: 50 waters; the real force costs
     ~1.3 ms on the Reference platform, so the emulated latency dominates a target call."""
-    forcefield = app.ForceField("amber14/tip3p.xml")
-    modeller = app.Modeller(app.Topology(), [])
-    modeller.addSolvent(forcefield, model="tip3p", boxSize=openmm.Vec3(edge, edge, edge) * unit.nanometer)
+    from .systems import minimizeWith, tip3p, waterBoxTopology
 
-    def make(scale):
-        system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.55,
-                                         rigidWater=True)
-        for force in system.getForces():
-            if isinstance(force, openmm.NonbondedForce):
-                for i in range(force.getNumParticles()):
-                    q, sigma, epsilon = force.getParticleParameters(i)
-                    force.setParticleParameters(i, q * scale, sigma, epsilon)
-        return system
-
-    real, draft = make(1.0), make(0.97)
+    topology, positions = waterBoxTopology(edge)
+    real, draft = tip3p(topology, 0.55), tip3p(topology, 0.55, chargeScale=0.97)
     target = latencySystem(real, latency)
     if frequency:
         target.addForce(openmm.MonteCarloBarostat(pressure, temperature, frequency))
-    context = openmm.Context(draft, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    context.setPositions(modeller.positions)
-    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 200)
-    positions = context.getState(getPositions=True).getPositions(asNumpy=True)
-    return modeller.topology, positions, target, draft
+    return topology, minimizeWith(draft, topology, positions, iterations=200), target, draft
 
 
 def xtbWaterCase(numWaters=8):

@@ -238,6 +238,28 @@ def water(numWaters=8, model="gfn2-xtb"):
                    f"{numWaters} rigid waters in vacuum, {model} target, rigid TIP3P draft")
 
 
+def waterBoxTopology(edge):
+    """OpenMM's pre-equilibrated TIP3P water cut to a cubic box of ``edge`` nm: topology (with the box) and
+    positions (nm array)."""
+    modeller = app.Modeller(app.Topology(), [])
+    modeller.addSolvent(app.ForceField("amber14/tip3p.xml"), model="tip3p",
+                        boxSize=openmm.Vec3(edge, edge, edge) * unit.nanometer)
+    return modeller.topology, np.asarray(modeller.positions.value_in_unit(unit.nanometer))
+
+
+def tip3p(topology, cutoff, chargeScale=1.0):
+    """Rigid TIP3P with PME (``cutoff`` nm) for a water box, its charges scaled by ``chargeScale``: a cheap
+    classical target/draft pair for tests and benchmarks (e.g. 1.0 and 0.97)."""
+    system = app.ForceField("amber14/tip3p.xml").createSystem(topology, nonbondedMethod=app.PME,
+                                                              nonbondedCutoff=cutoff, rigidWater=True)
+    for force in system.getForces():
+        if isinstance(force, openmm.NonbondedForce):
+            for i in range(force.getNumParticles()):
+                q, sigma, epsilon = force.getParticleParameters(i)
+                force.setParticleParameters(i, q * chargeScale, sigma, epsilon)
+    return system
+
+
 def waterBox(model="gfn2-xtb", edge=1.0, pressure=1.0, temperature=300.0, frequency=25):
     """Rigid waters in a periodic box at constant pressure (``openmm-lsd run --system water-box``).
 
@@ -249,17 +271,13 @@ def waterBox(model="gfn2-xtb", edge=1.0, pressure=1.0, temperature=300.0, freque
     target's moves). Minimized with the draft. Periodic GFN2-xTB costs ~3 s per call
     for 32 waters on 2 CPU cores: this is an example to run, not a benchmark.
     """
-    forcefield = app.ForceField("amber14/tip3p.xml")
-    modeller = app.Modeller(app.Topology(), [])
-    modeller.addSolvent(forcefield, model="tip3p", boxSize=openmm.Vec3(edge, edge, edge) * unit.nanometer)
-    topology = modeller.topology
+    topology, positions = waterBoxTopology(edge)
     target = createTarget(topology, model)
     target.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
     draft = createDraft(topology, target, forcefield=("amber14/tip3p.xml",),
                         nonbondedCutoff=min(0.9, 0.49 * edge) * unit.nanometer)
     constrainLike(target, draft)
     target.addForce(openmm.MonteCarloBarostat(pressure * unit.bar, temperature * unit.kelvin, frequency))
-    positions = np.asarray(modeller.positions.value_in_unit(unit.nanometer))
     return Example("water-box", topology, minimizeWith(draft, topology, positions), target, draft,
                    f"{topology.getNumResidues()} rigid waters in a periodic box at {pressure:g} bar, {model} target, "
                    f"rigid TIP3P draft (PME), MonteCarloBarostat every {frequency} steps")

@@ -381,27 +381,14 @@ def test_water_box_runs_at_constant_pressure_with_periodic_xtb(tmp_path):
 def _cheapWaterBox():
     """A classical stand-in for validate's constant-pressure path: TIP3P draft, a target with 25% larger charges."""
     import openmm
-    from openmm import app, unit
 
     from openmm_lsd import systems
 
-    ff = app.ForceField("amber14/tip3p.xml")
-    modeller = app.Modeller(app.Topology(), [])
-    modeller.addSolvent(ff, model="tip3p", boxSize=openmm.Vec3(0.9, 0.9, 0.9) * unit.nanometer)
-
-    def make(scale):
-        system = ff.createSystem(modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.4, rigidWater=True)
-        for force in system.getForces():
-            if isinstance(force, openmm.NonbondedForce):
-                for i in range(force.getNumParticles()):
-                    q, sigma, epsilon = force.getParticleParameters(i)
-                    force.setParticleParameters(i, q * scale, sigma, epsilon)
-        return system
-
-    target, draft = make(1.25), make(1.0)
+    topology, positions = systems.waterBoxTopology(0.9)
+    target, draft = systems.tip3p(topology, 0.4, chargeScale=1.25), systems.tip3p(topology, 0.4)
     target.addForce(openmm.MonteCarloBarostat(1.0, 300.0, 5))
-    positions = systems.minimizeWith(draft, modeller.topology, modeller.positions)
-    return systems.Example("cheap-water-box", modeller.topology, positions, target, draft, "TIP3P box, NPT")
+    positions = systems.minimizeWith(draft, topology, positions)
+    return systems.Example("cheap-water-box", topology, positions, target, draft, "TIP3P box, NPT")
 
 
 NPT_VALIDATE = ("validate", "--replicas", "16", "--replica-steps", "60", "--equilibrate", "50", "--platform", "CPU")
