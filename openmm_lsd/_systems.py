@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ElementTree
 
 import openmm
 
-from .barostat import findBarostat
+from .barostat import SUPPORTED, findBarostat
 
 # Forces whose action on the state is random and that the controller does not perform
 # itself (it performs MonteCarloBarostat's moves, barostat.py): refused.
@@ -41,7 +41,7 @@ def checkSystems(target, draft):
 
     Checked: particle count, masses, constraints, virtual sites, periodicity and
     box, CMMotionRemover frequency, stochastic forces in either System.  A
-    ``MonteCarloBarostat`` belongs to the target (the controller makes its moves); one
+    Monte Carlo barostat belongs to the target (the controller makes its moves); one
     in the draft is ignored, and allowed only where the target has one too.
     """
     for label, system in (("target", target), ("draft", draft)):
@@ -55,7 +55,7 @@ def checkSystems(target, draft):
                 )
     targetBarostat = findBarostat(target)
     if findBarostat(draft, "draft") is not None and targetBarostat is None:
-        raise ValueError("the draft System has a MonteCarloBarostat and the target has none: the barostat decides "
+        raise ValueError("the draft System has a Monte Carlo barostat and the target has none: the barostat decides "
                          "the law of the run, so it belongs in the target System (a draft's barostat is ignored)")
     n = target.getNumParticles()
     if draft.getNumParticles() != n:
@@ -131,7 +131,7 @@ def replaySystem(target, draft):
 
 def withoutBarostat(system):
     """``system`` itself, or a copy without its MonteCarloBarostat (a draft's is ignored: the controller moves)."""
-    indices = [i for i, force in enumerate(system.getForces()) if isinstance(force, openmm.MonteCarloBarostat)]
+    indices = [i for i, force in enumerate(system.getForces()) if isinstance(force, SUPPORTED)]
     if not indices:
         return system
     copy = openmm.XmlSerializer.clone(system)

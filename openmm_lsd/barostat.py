@@ -1,4 +1,5 @@
-"""OpenMM's ``MonteCarloBarostat``, performed by the speculative controller between verified steps.
+"""OpenMM's ``MonteCarloBarostat`` and ``MonteCarloAnisotropicBarostat``, performed by the speculative
+controller between verified steps.
 
 OpenMM's barostat acts in the integrator's "update context state" phase, before
 every step whose index (counted from 1 since the Context was made) is a multiple of
@@ -20,6 +21,12 @@ what the serial run would use) or of particles.  After every 10 attempts the ste
 adapts: s_V /= 1.1 if fewer than a quarter were accepted, s_V = min(1.1 s_V, 0.3 V)
 if more than three quarters were, and the counts restart; s_V starts at 1% of the
 System's default box volume, as OpenMM sets it when a Context is made.
+
+``MonteCarloAnisotropicBarostat`` (checked against ``MonteCarloAnisotropicBarostatImpl``)
+is the same move along one axis: the axis is drawn uniformly among those the
+barostat scales, l = V'/V scales that coordinate of the molecule centres and that
+component of every box vector, P is that axis's pressure parameter, and each axis
+has its own adaptive step and counters.
 
 Here the move before step t + 1 is decided once step t is verified, with u1 and u2
 drawn from a generator keyed by (seed, t) (DESIGN.md section 9), on the target's
@@ -47,11 +54,13 @@ BAR = AVOGADRO * 1e-25
 #: the third word of the barostat generator's key: its stream is independent of each step's noise
 _STREAM = 0x626172
 
-_OTHER_BAROSTATS = ("MonteCarloAnisotropicBarostat", "MonteCarloMembraneBarostat", "MonteCarloFlexibleBarostat")
+_OTHER_BAROSTATS = ("MonteCarloMembraneBarostat", "MonteCarloFlexibleBarostat")
+SUPPORTED = (openmm.MonteCarloBarostat, openmm.MonteCarloAnisotropicBarostat)
 
 
 def findBarostat(system, label="target"):
-    """The System's ``MonteCarloBarostat`` or None; ValueError for a barostat kind that is not supported.
+    """The System's ``MonteCarloBarostat`` or ``MonteCarloAnisotropicBarostat``, or None; ValueError for a
+    barostat kind that is not supported.
 
     Raises
     ------
@@ -64,15 +73,15 @@ def findBarostat(system, label="target"):
         name = type(force).__name__
         if name in _OTHER_BAROSTATS:
             raise ValueError(
-                f"{label} System contains a {name}: speculative dynamics supports OpenMM's isotropic "
-                "MonteCarloBarostat only; use it, or run this System serially")
-        if isinstance(force, openmm.MonteCarloBarostat):
+                f"{label} System contains a {name}: speculative dynamics supports OpenMM's MonteCarloBarostat and "
+                "MonteCarloAnisotropicBarostat; use one of them, or run this System serially")
+        if isinstance(force, SUPPORTED):
             found.append(force)
     if len(found) > 1:
-        raise ValueError(f"{label} System contains {len(found)} MonteCarloBarostats; at most one is allowed")
+        raise ValueError(f"{label} System contains {len(found)} Monte Carlo barostats; at most one is allowed")
     if found and not system.usesPeriodicBoundaryConditions():
-        raise ValueError(f"{label} System has a MonteCarloBarostat but no periodic boundary conditions: a barostat "
-                         "needs a periodic System (OpenMM refuses it too)")
+        raise ValueError(f"{label} System has a {type(found[0]).__name__} but no periodic boundary conditions: a "
+                         "barostat needs a periodic System (OpenMM refuses it too)")
     return found[0] if found else None
 
 
@@ -86,6 +95,7 @@ class Proposal:
     """One attempted volume move: the state it starts from, the trial state and its random numbers."""
 
     step: int
+    axis: int  # the scaled axis (anisotropic), or 0
     positions: np.ndarray
     box: np.ndarray
     volume: float
@@ -95,13 +105,13 @@ class Proposal:
 
 
 class VolumeMoves:
-    """The state and rules of one ``MonteCarloBarostat`` (see the module docstring).
+    """The state and rules of one ``MonteCarloBarostat`` or ``MonteCarloAnisotropicBarostat`` (module docstring).
 
     Parameters
     ----------
-    barostat : openmm.MonteCarloBarostat
-        The target System's barostat: frequency, default pressure and temperature,
-        ``scaleMoleculesAsRigid``.
+    barostat : openmm.MonteCarloBarostat or openmm.MonteCarloAnisotropicBarostat
+        The target System's barostat: frequency, default pressure(s) and temperature,
+        scaled axes, ``scaleMoleculesAsRigid``.
     molecules : sequence of sequences of int
         The target Context's ``getMolecules()``.
     numParticles : int
@@ -113,7 +123,18 @@ class VolumeMoves:
     def __init__(self, barostat, molecules, numParticles, defaultVolume):
         self.frequency = int(barostat.getFrequency())
         self.rigid = bool(barostat.getScaleMoleculesAsRigid())
-        self.pressure = barostat.getDefaultPressure().value_in_unit(unit.bar)
+        self.anisotropic = isinstance(barostat, openmm.MonteCarloAnisotropicBarostat)
+        if self.anisotropic:
+            #: pressure (bar) along x, y, z, and the axes that are scaled
+            self.pressures = list(barostat.getDefaultPressure().value_in_unit(unit.bar))
+            self.axes = [i for i, on in enumerate((barostat.getScaleX(), barostat.getScaleY(), barostat.getScaleZ()))
+                         if on]
+            self.pressureParameters = (barostat.PressureX(), barostat.PressureY(), barostat.PressureZ())
+        else:
+            self.pressures = [barostat.getDefaultPressure().value_in_unit(unit.bar)]
+            self.axes = [0]
+            self.pressureParameters = (barostat.Pressure(),)
+        self.temperatureParameter = barostat.Temperature()
         self.temperature = barostat.getDefaultTemperature().value_in_unit(unit.kelvin)
         self.numParticles = int(numParticles)
         molecules = [list(m) for m in molecules]
@@ -128,18 +149,30 @@ class VolumeMoves:
         self.attempts = 0
         self.accepts = 0
 
+    @property
+    def pressure(self):
+        """The pressure (bar) of an isotropic barostat."""
+        return self.pressures[0]
+
+    @pressure.setter
+    def pressure(self, value):
+        self.pressures[0] = value
+
     def resetAdaptation(self):
-        """The volume step and its counters as a freshly made OpenMM Context has them."""
-        self.volumeScale = self.initialVolumeScale
-        self.numAttempted = 0
-        self.numAccepted = 0
+        """The volume step(s) and counters as a freshly made OpenMM Context has them (one per axis if anisotropic)."""
+        count = 3 if self.anisotropic else 1
+        self.volumeScale = [self.initialVolumeScale] * count
+        self.numAttempted = [0] * count
+        self.numAccepted = [0] * count
 
     def due(self, step):
         """Whether a move is attempted between step ``step`` and step ``step + 1``."""
-        return self.frequency > 0 and (step + 1) % self.frequency == 0
+        return self.frequency > 0 and bool(self.axes) and (step + 1) % self.frequency == 0
 
     def scale(self, positions, factor):
-        """Positions with molecule centres (or atoms) scaled by ``factor`` about the origin."""
+        """Positions with molecule centres (or atoms) scaled about the origin by ``factor`` (a number, or one
+        per axis)."""
+        factor = np.asarray(factor, dtype=np.float64)
         if not self.rigid:
             return positions * factor
         centres = np.zeros((len(self._counts), 3))
@@ -148,40 +181,53 @@ class VolumeMoves:
         return positions + (factor - 1.0) * centres[self._membership]
 
     def propose(self, seed, step, positions, box):
-        """The trial state of the move before step ``step + 1`` (u1, u2 keyed by (seed, step))."""
+        """The trial state of the move before step ``step + 1`` (its random numbers keyed by (seed, step))."""
         rng = np.random.default_rng([seed, step, _STREAM])
-        u1, u2 = rng.random(), rng.random()
+        u1, u2, u3 = rng.random(), rng.random(), rng.random()
+        axis = self.axes[int(u3 * len(self.axes))] if self.anisotropic else 0
+        slot = axis if self.anisotropic else 0
         volume = boxVolume(box)
-        deltaVolume = self.volumeScale * 2.0 * (u1 - 0.5)
+        deltaVolume = self.volumeScale[slot] * 2.0 * (u1 - 0.5)
         newVolume = volume + deltaVolume
-        factor = (newVolume / volume) ** (1.0 / 3.0)
-        return Proposal(int(step), self.scale(positions, factor), np.asarray(box) * factor, volume, newVolume,
-                        deltaVolume, u2)
+        if self.anisotropic:
+            factor = np.ones(3)
+            factor[axis] = newVolume / volume
+        else:
+            factor = np.full(3, (newVolume / volume) ** (1.0 / 3.0))
+        # Box vectors are rows: the scaled component of each (OpenMM's box[i][axis] * lengthScale[axis]).
+        return Proposal(int(step), axis, self.scale(positions, factor), np.asarray(box) * factor[None, :], volume,
+                        newVolume, deltaVolume, u2)
 
     def work(self, proposal, energy, newEnergy, control=None):
-        """w = E' - E + P dV - N_s kT ln(V'/V) (kJ/mol) and kT."""
+        """w = E' - E + P dV - N_s kT ln(V'/V) (kJ/mol; P the scaled axis's pressure if anisotropic) and kT."""
         kT = BOLTZ * self.temperature
         logTerm = 0.0 if control == "barostat_no_log" else self.numScaled * kT * math.log(
             proposal.newVolume / proposal.volume)
-        return newEnergy - energy + self.pressure * BAR * proposal.deltaVolume - logTerm, kT
+        return newEnergy - energy + self.pressures[proposal.axis] * BAR * proposal.deltaVolume - logTerm, kT
 
     def decide(self, proposal, energy, newEnergy, control=None):
         """Accept or reject ``proposal`` from the two target energies (kJ/mol); adapt the volume step."""
         w, kT = self.work(proposal, energy, newEnergy, control)
         accepted = not (w > 0 and proposal.uniform > math.exp(-w / kT))
+        i = proposal.axis
         self.attempts += 1
-        self.numAttempted += 1
+        self.numAttempted[i] += 1
         if accepted:
             self.accepts += 1
-            self.numAccepted += 1
-        if self.numAttempted >= 10:
-            if self.numAccepted < 0.25 * self.numAttempted:
-                self.volumeScale /= 1.1
-                self.numAttempted = self.numAccepted = 0
-            elif self.numAccepted > 0.75 * self.numAttempted:
-                self.volumeScale = min(self.volumeScale * 1.1, proposal.volume * 0.3)
-                self.numAttempted = self.numAccepted = 0
+            self.numAccepted[i] += 1
+        if self.numAttempted[i] >= 10:
+            if self.numAccepted[i] < 0.25 * self.numAttempted[i]:
+                self.volumeScale[i] /= 1.1
+                self.numAttempted[i] = self.numAccepted[i] = 0
+            elif self.numAccepted[i] > 0.75 * self.numAttempted[i]:
+                self.volumeScale[i] = min(self.volumeScale[i] * 1.1, proposal.volume * 0.3)
+                self.numAttempted[i] = self.numAccepted[i] = 0
         return accepted
+
+    def readParameters(self, context):
+        """Pressure(s) and temperature from ``context``'s parameters, as OpenMM's barostat reads them."""
+        self.pressures = [context.getParameter(name) for name in self.pressureParameters]
+        self.temperature = context.getParameter(self.temperatureParameter)
 
     _STATE = ("volumeScale", "numAttempted", "numAccepted", "attempts", "accepts")
 
@@ -191,4 +237,5 @@ class VolumeMoves:
 
     def restore(self, state):
         for name in self._STATE:
-            setattr(self, name, type(getattr(self, name))(state[name]))
+            value = state[name]
+            setattr(self, name, [type(v)(v) for v in value] if isinstance(value, list) else type(value)(value))

@@ -164,8 +164,9 @@ def _barostatSettings(example):
     barostat = _barostat(example)
     if barostat is None:
         return None
-    return {"pressure_bar": barostat.getDefaultPressure().value_in_unit(unit.bar),
-            "barostat_frequency": barostat.getFrequency()}
+    pressure = barostat.getDefaultPressure().value_in_unit(unit.bar)
+    return {"pressure_bar": pressure if isinstance(pressure, float) else list(pressure),
+            "barostat_frequency": barostat.getFrequency(), "barostat": type(barostat).__name__}
 
 
 def _progress(total, disable):

@@ -120,7 +120,8 @@ class SpeculativeSimulation:
 
     Notes
     -----
-    Constant pressure: a ``MonteCarloBarostat`` in the target System is honoured as
+    Constant pressure: a ``MonteCarloBarostat`` (or ``MonteCarloAnisotropicBarostat``)
+    in the target System is honoured as
     OpenMM's integrator would apply it (same moves, acceptance rule and adaptive step;
     :mod:`openmm_lsd.barostat`), the law being that of the serial run with the
     barostat, made by the controller between verified steps: one serial target energy
@@ -291,7 +292,8 @@ class SpeculativeSimulation:
                 "friction": c.gamma, "stepSize": c.dt, "correction": self.correction.name,
                 "lag": self.correction.lag,
                 "barostat": None if self._volumeMoves is None else [self._volumeMoves.frequency,
-                                                                   self._volumeMoves.rigid]}
+                                                                   self._volumeMoves.rigid,
+                                                                   self._volumeMoves.anisotropic]}
 
     def _isSynced(self):
         if self._synced is None:
@@ -438,8 +440,7 @@ class SpeculativeSimulation:
             self._controller.reset(positions, velocities, step, box)
         if self._volumeMoves is not None:
             # The Context's parameters, which a user may change between steps as with OpenMM's barostat.
-            self._volumeMoves.pressure = self.context.getParameter(openmm.MonteCarloBarostat.Pressure())
-            self._volumeMoves.temperature = self.context.getParameter(openmm.MonteCarloBarostat.Temperature())
+            self._volumeMoves.readParameters(self.context)
         start = self._controller.step
         try:
             self._controller.advance(steps)

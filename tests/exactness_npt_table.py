@@ -9,13 +9,13 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 import npt  # noqa: E402
-from test_exactness_npt import CASES, serial  # noqa: E402
+from test_exactness_npt import CASES, reference  # noqa: E402
 
-print("| scheme | control | R | step acceptance | volume-move acceptance | p |")
-print("|---|---|---|---|---|---|")
+print("| barostat | scheme | control | R | step acceptance | volume-move acceptance | p |")
+print("|---|---|---|---|---|---|---|")
 for case in CASES:
-    scheme, control, reps = case.values
-    reference = serial(10_000, scheme)[:reps] if scheme == "LangevinMiddle" else serial(reps, scheme)
-    samples, s = npt.lsdSamples(reps, control=control, scheme=scheme)
-    print(f"| {scheme} | {control or 'exact'} | {reps} | {s.acceptanceRate:.3f} | "
-          f"{s.volumeMovesAccepted / s.volumeMoves:.3f} | {npt.twoSampleP(samples, reference):.2g} |", flush=True)
+    scheme, control, reps, anisotropic = case.values
+    samples, s = npt.lsdSamples(reps, control=control, scheme=scheme, anisotropic=anisotropic)
+    p = npt.twoSampleP(samples, reference(scheme, reps, anisotropic))
+    print(f"| {'anisotropic' if anisotropic else 'isotropic'} | {scheme} | {control or 'exact'} | {reps} | "
+          f"{s.acceptanceRate:.3f} | {s.volumeMovesAccepted / s.volumeMoves:.3f} | {p:.2g} |", flush=True)

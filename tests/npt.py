@@ -31,12 +31,16 @@ BOND = 0.12
 EDGE = 1.15
 
 
-def _system(sigma, epsilon, barostat=True):
+#: the anisotropic variant: x and z scaled, at these pressures (bar); y fixed
+ANISOTROPIC_PRESSURES = (600.0, 1000.0, 1500.0)
+
+
+def _system(sigma, epsilon, barostat=True, anisotropic=False):
     system = openmm.System()
     system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.eye(3) * EDGE))
     lj = openmm.NonbondedForce()
     lj.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
-    lj.setCutoffDistance(0.55)
+    lj.setCutoffDistance(0.5 if anisotropic else 0.55)  # one edge may shrink by up to 1% per move
     lj.setUseDispersionCorrection(False)
     lj.setReactionFieldDielectric(1.0)
     for i in range(2 * MOLECULES):
@@ -46,14 +50,17 @@ def _system(sigma, epsilon, barostat=True):
         system.addConstraint(2 * m, 2 * m + 1, BOND)
         lj.addException(2 * m, 2 * m + 1, 0.0, 1.0, 0.0)
     system.addForce(lj)
-    if barostat:
+    if barostat and anisotropic:
+        system.addForce(openmm.MonteCarloAnisotropicBarostat(openmm.Vec3(*ANISOTROPIC_PRESSURES), TEMPERATURE,
+                                                             True, False, True, FREQUENCY))
+    elif barostat:
         system.addForce(openmm.MonteCarloBarostat(PRESSURE, TEMPERATURE, FREQUENCY))
     return system
 
 
-def systems():
+def systems(anisotropic=False):
     """(target, draft); the draft carries no barostat (the controller moves both)."""
-    return _system(0.34, 1.2), _system(0.32, 0.7, barostat=False)
+    return _system(0.34, 1.2, anisotropic=anisotropic), _system(0.32, 0.7, barostat=False, anisotropic=anisotropic)
 
 
 def topology():
@@ -91,18 +98,20 @@ def start():
     return x, v
 
 
-def observables(positions, velocities, box):
-    """Columns compared: the volume, every coordinate of x and v of molecule 0, fixed random projections."""
+def observables(positions, velocities, box, anisotropic=False):
+    """Columns compared: the volume (anisotropic: and the x and z edges), every coordinate of x and v of
+    molecule 0, fixed random projections."""
     flat = np.concatenate([positions.ravel(), 10 * velocities.ravel()])
     rng = np.random.default_rng(7)
     directions = rng.standard_normal((6, flat.size))
-    return np.concatenate([[box[0][0] * box[1][1] * box[2][2]], positions[:2].ravel(), velocities[:2].ravel(),
-                           directions @ flat])
+    edges = [box[0][0], box[2][2]] if anisotropic else []
+    return np.concatenate([[box[0][0] * box[1][1] * box[2][2]], edges, positions[:2].ravel(),
+                           velocities[:2].ravel(), directions @ flat])
 
 
 def lsdSamples(reps, control=None, window=4, correction="extrapolate-quadratic", seed0=5000, lag=2,
-               scheme="LangevinMiddle"):
-    target, draft = systems()
+               scheme="LangevinMiddle", anisotropic=False):
+    target, draft = systems(anisotropic)
     sim = SpeculativeSimulation(topology(), target, draft, TEMPERATURE, FRICTION, DT, window=window, scheme=scheme,
                                 draftCorrection=correction, correctionLag=lag, platform="Reference", seed=seed0,
                                 _control=control)
@@ -115,13 +124,13 @@ def lsdSamples(reps, control=None, window=4, correction="extrapolate-quadratic",
         controller.barostat.resetAdaptation()
         controller.reset(x0, v0, START_STEP, box0)
         controller.advance(STEPS)
-        out.append(observables(controller.positions, controller.velocities, controller.box))
+        out.append(observables(controller.positions, controller.velocities, controller.box, anisotropic))
     return np.array(out), controller.statistics
 
 
-def serialSamples(reps, seed=777, scheme="LangevinMiddle"):
-    """OpenMM's LangevinMiddleIntegrator (or the package's leapfrog one) with OpenMM's MonteCarloBarostat."""
-    target, _ = systems()
+def serialSamples(reps, seed=777, scheme="LangevinMiddle", anisotropic=False):
+    """OpenMM's LangevinMiddleIntegrator (or the package's leapfrog one) with OpenMM's barostat."""
+    target, _ = systems(anisotropic)
     x0, v0 = start()
     platform = openmm.Platform.getPlatformByName("Reference")
     out = []
@@ -139,7 +148,7 @@ def serialSamples(reps, seed=777, scheme="LangevinMiddle"):
         integrator.step(STEPS)
         state = context.getState(getPositions=True, getVelocities=True)
         out.append(observables(state.getPositions(asNumpy=True)._value, state.getVelocities(asNumpy=True)._value,
-                               state.getPeriodicBoxVectors(asNumpy=True)._value))
+                               state.getPeriodicBoxVectors(asNumpy=True)._value, anisotropic))
     return np.array(out)
 
 

@@ -25,11 +25,15 @@ def waterBox(edge=1.2):
     return modeller, system
 
 
-@pytest.mark.parametrize("rigid", [True, False])
-def test_scaling_is_openmm_s(rigid):
-    """OpenMM's barostat moves x by (l - 1) * (unweighted molecule centre), or scales atoms: ours, to 1e-15 nm."""
+@pytest.mark.parametrize("rigid, anisotropic", [(True, False), (False, False), (True, True), (False, True)])
+def test_scaling_is_openmm_s(rigid, anisotropic):
+    """OpenMM's barostat moves x by (l - 1) * (unweighted molecule centre), or scales atoms, and the box by l
+    (anisotropic: one axis, the component of every box vector along it): ours, to 1e-15 nm."""
     modeller, system = waterBox()
-    barostat = openmm.MonteCarloBarostat(1.0, 300.0, 1)
+    if anisotropic:
+        barostat = openmm.MonteCarloAnisotropicBarostat(openmm.Vec3(1, 1, 1), 300.0, True, False, True, 1)
+    else:
+        barostat = openmm.MonteCarloBarostat(1.0, 300.0, 1)
     barostat.setScaleMoleculesAsRigid(rigid)
     system.addForce(barostat)
     integrator = openmm.CustomIntegrator(0.001)
@@ -44,10 +48,15 @@ def test_scaling_is_openmm_s(rigid):
         before = context.getState(getPositions=True)
         integrator.step(1)
         after = context.getState(getPositions=True)
-        factor = after.getPeriodicBoxVectors()[0][0] / before.getPeriodicBoxVectors()[0][0]
-        if factor != 1.0:
+        box0 = before.getPeriodicBoxVectors(asNumpy=True)._value
+        box1 = after.getPeriodicBoxVectors(asNumpy=True)._value
+        factor = np.diag(box1) / np.diag(box0)
+        if np.any(factor != 1.0):
+            assert (np.count_nonzero(factor != 1.0) == 1 and factor[1] == 1.0) if anisotropic else \
+                np.ptp(factor) < 1e-14
             expected = moves.scale(before.getPositions(asNumpy=True)._value, factor)
             np.testing.assert_allclose(after.getPositions(asNumpy=True)._value, expected, rtol=0, atol=1e-15)
+            np.testing.assert_allclose(box1, box0 * factor[None, :], rtol=1e-15)
             checked += 1
     assert checked >= 5
 
@@ -57,7 +66,7 @@ def test_work_and_adaptation_follow_openmm_s_rules():
     target, _ = npt.systems()
     barostat = target.getForce(target.getNumForces() - 1)
     moves = VolumeMoves(barostat, [[2 * m, 2 * m + 1] for m in range(npt.MOLECULES)], 24, 1.5)
-    assert moves.volumeScale == pytest.approx(0.015)
+    assert moves.volumeScale == [pytest.approx(0.015)]
     box = np.eye(3)
     proposal = moves.propose(1, 5, np.zeros((24, 3)), box)
     kT = 0.0083144626 * npt.TEMPERATURE
@@ -66,10 +75,10 @@ def test_work_and_adaptation_follow_openmm_s_rules():
     assert w == pytest.approx(expected, rel=1e-9)
     for _ in range(10):
         moves.decide(proposal, 0.0, 1e6)  # w huge: rejected
-    assert moves.accepts == 0 and moves.volumeScale == pytest.approx(0.015 / 1.1)
+    assert moves.accepts == 0 and moves.volumeScale == [pytest.approx(0.015 / 1.1)]
     for _ in range(10):
         moves.decide(proposal, 0.0, -1e6)  # accepted
-    assert moves.volumeScale == pytest.approx(0.015)
+    assert moves.volumeScale == [pytest.approx(0.015)]
     assert [moves.due(t) for t in range(6)] == [False, True, False, True, False, True]
 
 
@@ -159,20 +168,22 @@ def test_reporters_see_the_box():
 
 def test_refusals_name_the_problem():
     target, draft = npt.systems()
-    aniso = openmm.XmlSerializer.clone(target)
-    aniso.removeForce(aniso.getNumForces() - 1)
-    aniso.addForce(openmm.MonteCarloAnisotropicBarostat(openmm.Vec3(1, 1, 1), 300.0))
-    with pytest.raises(ValueError, match="MonteCarloAnisotropicBarostat.*isotropic MonteCarloBarostat only"):
-        _simulation(aniso)
+    membrane = openmm.XmlSerializer.clone(target)
+    membrane.removeForce(membrane.getNumForces() - 1)
+    membrane.addForce(openmm.MonteCarloMembraneBarostat(1.0, 0.0, 300.0, openmm.MonteCarloMembraneBarostat.XYIsotropic,
+                                                        openmm.MonteCarloMembraneBarostat.ZFree))
+    with pytest.raises(ValueError, match="MonteCarloMembraneBarostat: speculative dynamics supports OpenMM's "
+                                         "MonteCarloBarostat and MonteCarloAnisotropicBarostat"):
+        _simulation(membrane)
     two = openmm.XmlSerializer.clone(target)
     two.addForce(openmm.MonteCarloBarostat(1.0, 300.0))
-    with pytest.raises(ValueError, match="2 MonteCarloBarostats"):
+    with pytest.raises(ValueError, match="2 Monte Carlo barostats"):
         _simulation(two)
     bare = openmm.XmlSerializer.clone(target)
     bare.removeForce(bare.getNumForces() - 1)
     draftWithBarostat = openmm.XmlSerializer.clone(draft)
     draftWithBarostat.addForce(openmm.MonteCarloBarostat(1.0, 300.0))
-    with pytest.raises(ValueError, match="draft System has a MonteCarloBarostat and the target has none"):
+    with pytest.raises(ValueError, match="draft System has a Monte Carlo barostat and the target has none"):
         _simulation(bare, draftWithBarostat)
     with pytest.raises(ValueError, match="BatchedVerifier cannot"):
         _simulation(verifier=BatchedVerifier(lambda x: np.zeros_like(x)))
@@ -210,3 +221,23 @@ def test_trial_box_below_twice_the_cutoff_stops_at_the_last_accepted_step():
     step = sim.currentStep
     assert step % 2 == 1 and sim._controller.barostat.due(step)  # stopped where the move was attempted
     assert _state(sim)[2][0][0] >= 2 * 0.4999 * npt.EDGE  # the Context holds the last valid box
+
+
+def test_anisotropic_barostat_moves_one_axis_and_resumes_exactly():
+    """MonteCarloAnisotropicBarostat (x and z scaled, y fixed): only x and z edges change; a checkpoint through
+    its moves resumes bit for bit; its per-axis pressure parameters are read from the Context."""
+    target, draft = npt.systems(anisotropic=True)
+    whole = _simulation(target, draft)
+    whole.step(30)
+    box = _state(whole)[2]
+    assert box[1][1] == npt.EDGE and box[0][0] != npt.EDGE and box[2][2] != npt.EDGE
+    first = _simulation(*npt.systems(anisotropic=True))
+    first.step(12)
+    buffer = io.BytesIO()
+    first.saveCheckpoint(buffer)
+    buffer.seek(0)
+    second = _simulation(*npt.systems(anisotropic=True), window=2)
+    second.loadCheckpoint(buffer)
+    second.step(18)
+    _assertSame(_state(whole), _state(second))
+    assert second._volumeMoves.pressures == list(npt.ANISOTROPIC_PRESSURES)

@@ -21,7 +21,10 @@ Sample sizes and measured p (docs/exactness.md):
   R = 3,000, p = 8.9e-33;
 - control 'barostat_no_log' (the N kT ln(V'/V) term left out, a small bias):
   R = 10,000, p = 1.6e-7;
-- leapfrog scheme: R = 3,000, exact and its draft-energy control.
+- leapfrog scheme: R = 3,000, exact and its draft-energy control;
+- MonteCarloAnisotropicBarostat (x and z scaled at 600 and 1500 bar, y fixed; cutoff
+  0.5 nm; the box's x and z edges compared too, 21 columns): R = 3,000, exact and its
+  draft-energy control.
 """
 
 import functools
@@ -37,24 +40,32 @@ CONTROL_P = 1e-6
 
 
 @functools.lru_cache(maxsize=None)
-def serial(reps, scheme):
-    return npt.serialSamples(reps, scheme=scheme)
+def serial(reps, scheme, anisotropic=False):
+    return npt.serialSamples(reps, scheme=scheme, anisotropic=anisotropic)
+
+
+def reference(scheme, reps, anisotropic):
+    """The serial samples a case is compared with (the default path's 10,000 serve its controls too)."""
+    if scheme == "LangevinMiddle" and not anisotropic:
+        return serial(10_000, scheme)[:reps]
+    return serial(reps, scheme, anisotropic)
 
 
 CASES = [
-    pytest.param("LangevinMiddle", None, 10_000, id="middle-exact"),
-    pytest.param("LangevinMiddle", "barostat_draft_energy", 3_000, id="middle-barostat_draft_energy"),
-    pytest.param("LangevinMiddle", "barostat_no_log", 10_000, id="middle-barostat_no_log"),
-    pytest.param("leapfrog", None, 3_000, id="leapfrog-exact"),
-    pytest.param("leapfrog", "barostat_draft_energy", 3_000, id="leapfrog-barostat_draft_energy"),
+    pytest.param("LangevinMiddle", None, 10_000, False, id="middle-exact"),
+    pytest.param("LangevinMiddle", "barostat_draft_energy", 3_000, False, id="middle-barostat_draft_energy"),
+    pytest.param("LangevinMiddle", "barostat_no_log", 10_000, False, id="middle-barostat_no_log"),
+    pytest.param("leapfrog", None, 3_000, False, id="leapfrog-exact"),
+    pytest.param("leapfrog", "barostat_draft_energy", 3_000, False, id="leapfrog-barostat_draft_energy"),
+    pytest.param("LangevinMiddle", None, 3_000, True, id="anisotropic-exact"),
+    pytest.param("LangevinMiddle", "barostat_draft_energy", 3_000, True, id="anisotropic-barostat_draft_energy"),
 ]
 
 
-@pytest.mark.parametrize("scheme, control, reps", CASES)
-def test_npt_law_matches_openmm(scheme, control, reps):
-    reference = serial(10_000, scheme)[:reps] if scheme == "LangevinMiddle" else serial(reps, scheme)
-    samples, statistics = npt.lsdSamples(reps, control=control, scheme=scheme)
-    p = npt.twoSampleP(samples, reference)
+@pytest.mark.parametrize("scheme, control, reps, anisotropic", CASES)
+def test_npt_law_matches_openmm(scheme, control, reps, anisotropic):
+    samples, statistics = npt.lsdSamples(reps, control=control, scheme=scheme, anisotropic=anisotropic)
+    p = npt.twoSampleP(samples, reference(scheme, reps, anisotropic))
     if control is None:
         assert 0.2 < statistics.acceptanceRate < 0.95, statistics
         assert 0.3 < statistics.volumeMovesAccepted / statistics.volumeMoves < 0.98
