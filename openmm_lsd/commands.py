@@ -487,6 +487,10 @@ def validate(args):
     coeffs = _Coefficients(canonical_scheme(args.scheme), args.temperature, args.friction, args.timestep * 1e-3)
     integrator = serialIntegrator(coeffs)
     integrator.setRandomNumberSeed(args.seed + 1)
+    if barostat is not None:
+        # OpenMM's barostat draws its seed from the OS when it is 0: fixed here, and new for each replica (LSD's
+        # moves are keyed by its own seed and never read this one).
+        barostat.setRandomNumberSeed(args.seed + 1)
     platform = openmm.Platform.getPlatformByName(args.platform) if args.platform else None
     serial = app.Simulation(example.topology, example.target, integrator, platform) if platform else \
         app.Simulation(example.topology, example.target, integrator)
@@ -506,6 +510,7 @@ def validate(args):
         # A new Context state for the barostat, as at the start of a run: its move schedule and its
         # adaptive volume step restart (LSD's likewise), with the integrator's noise seeded anew.
         integrator.setRandomNumberSeed(args.seed + 2 + r)
+        barostat.setRandomNumberSeed(args.seed + 1000 + r)
         serial.context.reinitialize()
 
     def freshLSD(r):

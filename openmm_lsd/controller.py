@@ -665,7 +665,6 @@ class SpeculativeController:
         step t, and the draft restarts there (the trial's forces serve step t + 1).
         """
         t = proposal.step
-        self._moveStep = t
         self._targetForce(t)  # the verification of x_t, needed anyway: not the barostat's cost
         start = time.perf_counter()
         energy = self._energies.get(t)
@@ -679,6 +678,7 @@ class SpeculativeController:
             raise RuntimeError(f"the target energy or forces are not finite in the trial box of the volume move at "
                                f"step {t}; the run stops at the last accepted step {self.step}")
         accepted = self.barostat.decide(proposal, energy, newEnergy, self.control)
+        self._moveStep = t  # decided (a fault before this point leaves the move to be made on resuming)
         self.statistics.volumeMoves += 1
         if accepted:
             self.statistics.volumeMovesAccepted += 1

@@ -213,10 +213,11 @@ def waterCluster(numWaters=8, spacing=0.31, seed=0):
     return topology, np.array(positions)
 
 
-def minimizeWith(system, topology, positions, iterations=500):
-    """Positions (nm array) minimized with ``system`` (use the cheap draft: no target calls)."""
+def minimizeWith(system, topology, positions, iterations=500, platform=None):
+    """Positions (nm array) minimized with ``system`` (use the cheap draft: no target calls); on ``platform``
+    (a name; default CPU for periodic Systems, else Reference, which is bitwise reproducible)."""
     periodic = topology.getPeriodicBoxVectors() is not None
-    platform = openmm.Platform.getPlatformByName("CPU" if periodic else "Reference")
+    platform = openmm.Platform.getPlatformByName(platform or ("CPU" if periodic else "Reference"))
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
     if periodic:
         context.setPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
