@@ -12,7 +12,7 @@ import openmm
 from .barostat import SUPPORTED, findBarostat
 
 # Forces whose action on the state is random and that the controller does not perform
-# itself (it performs MonteCarloBarostat's moves, barostat.py): refused.
+# itself (it performs the Monte Carlo barostats' moves, barostat.py): refused.
 _STOCHASTIC_FORCES = ("AndersenThermostat",)
 
 
@@ -130,7 +130,7 @@ def replaySystem(target, draft):
 
 
 def withoutBarostat(system):
-    """``system`` itself, or a copy without its MonteCarloBarostat (a draft's is ignored: the controller moves)."""
+    """``system`` itself, or a copy without its Monte Carlo barostat (a draft's is ignored: the controller moves)."""
     indices = [i for i, force in enumerate(system.getForces()) if isinstance(force, SUPPORTED)]
     if not indices:
         return system
