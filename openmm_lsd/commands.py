@@ -333,7 +333,8 @@ def run(args):
     plotAcceptance(folder / "acceptance.png", s.acceptanceByPosition, s.expectedAcceptanceByPosition,
                    f"{example.name}: acceptance {s.acceptanceRate:.2f}, {s.stepsPerRound:.2f} steps per round")
     writeJSON(folder / "summary.json", summary)
-    print(f"acceptance {s.acceptanceRate:.3f}, {s.stepsPerRound:.2f} steps per round, "
+    moves = f", {s.volumeMovesAccepted} of {s.volumeMoves} volume moves accepted" if npt else ""
+    print(f"acceptance {s.acceptanceRate:.3f}, {s.stepsPerRound:.2f} steps per round{moves}, "
           f"{summary['ns_per_day']:.2f} ns/day; wrote {folder}/summary.json", file=sys.stderr)
     return summary
 
