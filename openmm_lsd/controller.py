@@ -595,11 +595,9 @@ class SpeculativeController:
         if getattr(self, "_draftForceContext", None) is None:
             self._draftForceContext = openmm.Context(self._differenceSystem, openmm.VerletIntegrator(0.001),
                                                      self.draftContext.getPlatform())
-            if self.box is None:
-                box = self.draftContext.getState().getPeriodicBoxVectors()
-                self._draftForceContext.setPeriodicBoxVectors(*box)
-        if box is None:
-            box = self.box
+            if self.box is None:  # no barostat: the draft's box is the run's, once and for all
+                self._draftForceContext.setPeriodicBoxVectors(*self.draftContext.getState().getPeriodicBoxVectors())
+        box = self.box if box is None else box
         if box is not None:
             self._draftForceContext.setPeriodicBoxVectors(*box)
         self._draftForceContext.setPositions(positions)
