@@ -36,10 +36,45 @@ def _constraints(system):
     return out
 
 
+def _plain(value):
+    """Numbers (and nested tuples of numbers) of a virtual-site accessor's result, units stripped."""
+    if openmm.unit.is_quantity(value):  # only LocalCoordinatesSite's local position, in nm
+        value = value.value_in_unit(openmm.unit.nanometer)
+    if isinstance(value, (list, tuple, openmm.Vec3)):
+        return tuple(_plain(v) for v in value)
+    return float(value)
+
+
+def siteDefinition(site):
+    """A virtual site's definition as a comparable tuple: its kind, parent particles and weights/geometry."""
+    n = site.getNumParticles()
+    parts = [type(site).__name__, tuple(site.getParticle(i) for i in range(n))]
+    if hasattr(site, "getWeight"):
+        parts.append(tuple(site.getWeight(i) for i in range(n)))
+    for name in ("getWeight12", "getWeight13", "getWeightCross", "getOriginWeights", "getXWeights",
+                 "getYWeights", "getLocalPosition", "getRotationMatrix", "getOffsetVector", "getUseBoxVectors"):
+        if hasattr(site, name):
+            parts.append(_plain(getattr(site, name)()))
+    return tuple(parts)
+
+
+def _sameNumbers(a, b):
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_sameNumbers(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
+    return a == b
+
+
+def _box(system):
+    return [[c for c in v.value_in_unit(openmm.unit.nanometer)] for v in system.getDefaultPeriodicBoxVectors()]
+
+
 def checkSystems(target, draft):
     """Raise ValueError naming the first way in which ``draft`` cannot draft for ``target``.
 
-    Checked: particle count, masses, constraints, virtual sites, periodicity and
+    Checked: particle count, masses, constraints, virtual sites (kind, parent particles,
+    weights: sites are kinematics, part of the target's law), periodicity and default
     box, CMMotionRemover frequency, stochastic forces in either System.  A
     Monte Carlo barostat belongs to the target (the controller makes its moves); one
     in the draft is ignored, and allowed only where the target has one too.
@@ -71,8 +106,13 @@ def checkSystems(target, draft):
         if vt != vd:
             which = "target" if vt else "draft"
             raise ValueError(f"particle {i} is a virtual site in the {which} System only")
-        if vt and type(target.getVirtualSite(i)).__name__ != type(draft.getVirtualSite(i)).__name__:
-            raise ValueError(f"particle {i} is a different kind of virtual site in the draft and target Systems")
+        if vt:
+            st, sd = siteDefinition(target.getVirtualSite(i)), siteDefinition(draft.getVirtualSite(i))
+            if not _sameNumbers(st, sd):
+                raise ValueError(
+                    f"particle {i} is a virtual site defined differently in the draft ({_describe(sd)}) and the "
+                    f"target ({_describe(st)}); virtual sites are part of the target's dynamics, so the draft must "
+                    "define them exactly as the target does")
     if all(target.getParticleMass(i).value_in_unit(openmm.unit.dalton) == 0 for i in range(n)):
         raise ValueError("every particle of the target System is massless: nothing to integrate")
     ct, cd = _constraints(target), _constraints(draft)
@@ -92,6 +132,12 @@ def checkSystems(target, draft):
             % ("uses" if target.usesPeriodicBoundaryConditions() else "does not use",
                "does" if draft.usesPeriodicBoundaryConditions() else "does not")
         )
+    if target.usesPeriodicBoundaryConditions():
+        bt, bd = _box(target), _box(draft)
+        if not all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for rt, rd in zip(bt, bd) for x, y in zip(rt, rd)):
+            raise ValueError(
+                f"the target System's default periodic box {bt} nm differs from the draft's {bd} nm; set the "
+                "draft's with setDefaultPeriodicBoxVectors (or build both from the same topology)")
     ft, fd = cmMotionFrequency(target), cmMotionFrequency(draft)
     if ft != fd:
         raise ValueError(
@@ -99,6 +145,11 @@ def checkSystems(target, draft):
             "centre-of-mass motion exactly as the target does (openmm-ml's createSystem adds a CMMotionRemover "
             "with frequency 1); add or remove one in the draft System to match"
         )
+
+
+def _describe(definition):
+    kind, particles, *numbers = definition
+    return f"{kind} of particles {list(particles)}" + (f" with {', '.join(map(str, numbers))}" if numbers else "")
 
 
 def replaySystem(target, draft):

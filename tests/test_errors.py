@@ -47,6 +47,28 @@ def test_virtual_sites():
         build(target=toy(virtualSite=True), draft=draft)
 
 
+def test_virtual_site_definitions_must_be_the_target_s():
+    """Sites are kinematics: another definition in the draft is refused, naming the site and both definitions."""
+    draft = toy(virtualSite=True, site=openmm.TwoParticleAverageSite(0, 2, 0.2, 0.8))
+    with pytest.raises(ValueError, match=r"particle 3 is a virtual site defined differently in the draft "
+                                         r"\(TwoParticleAverageSite of particles \[0, 2\] with \(0.2, 0.8\)\) and the "
+                                         r"target \(TwoParticleAverageSite of particles \[0, 1\] with \(0.5, 0.5\)\)"):
+        build(target=toy(virtualSite=True), draft=draft)
+    draft = toy(virtualSite=True, site=openmm.TwoParticleAverageSite(0, 1, 0.4, 0.6))
+    with pytest.raises(ValueError, match="defined differently"):
+        build(target=toy(virtualSite=True), draft=draft)
+    build(target=toy(virtualSite=True), draft=toy(virtualSite=True))  # the same definition is fine
+
+
+def test_default_boxes_must_agree():
+    from systems import periodicChain
+
+    draft = periodicChain()
+    draft.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in 2 * np.eye(3)))
+    with pytest.raises(ValueError, match=r"default periodic box .* differs from the draft's"):
+        build(target=periodicChain(), draft=draft)
+
+
 def test_periodicity():
     target = toy()
     force = openmm.CustomNonbondedForce("0")
