@@ -2,8 +2,10 @@
 controller between verified steps.
 
 OpenMM's barostat acts in the integrator's "update context state" phase, before
-every step whose index (counted from 1 since the Context was made) is a multiple of
-its frequency.  Checked against OpenMM 8.6's ``MonteCarloBarostatImpl``: from the
+every step whose count (counted from 1 since the Context was made, whatever
+``setStepCount`` says) is a multiple of its frequency (checked on OpenMM 8.6.1: a
+Context whose step count is set to 0, 1, 2 or 5 moves at its 3rd and 6th steps with
+frequency 3).  Checked against OpenMM 8.6's ``MonteCarloBarostatImpl``: from the
 state (x, box) with volume V = a_x b_y c_z,
 
     dV  = s_V * 2 * (u1 - 1/2)                       s_V: the adaptive volume step
@@ -31,9 +33,11 @@ has its own adaptive step and counters.
 Here the move before step t + 1 is decided once step t is verified, with u1 and u2
 drawn from a generator keyed by (seed, t) (DESIGN.md section 9), on the target's
 energies at x_t (returned with the verification of x_t) and at x'_t (one serial
-target evaluation).  Moves happen before every step whose absolute index is a
-multiple of the frequency: for a run that starts at step 0 that is OpenMM's
-schedule, and a resumed run keeps it.  Rejected, nothing changes and the drafted
+target evaluation).  Moves follow OpenMM's schedule: a counter of the steps taken
+since the ``SpeculativeSimulation`` was made (its target Context's creation), so a run
+started at any step index moves where the serial run would; the counter is kept in
+checkpoints, so a resumed run keeps the uninterrupted run's schedule (OpenMM's own
+``loadCheckpoint`` restarts its barostat's counter: checked, 8.6.1).  Rejected, nothing changes and the drafted
 steps stand; accepted, the draft restarts from (x'_t, v_t) in the new box.
 """
 
@@ -146,6 +150,8 @@ class VolumeMoves:
         self.numScaled = len(molecules) if self.rigid else self.numParticles
         self.initialVolumeScale = 0.01 * float(defaultVolume)
         self.resetAdaptation()
+        #: the barostat's step counter minus the step index (:meth:`startCounting`)
+        self.phase = 0
         self.attempts = 0
         self.accepts = 0
 
@@ -165,9 +171,14 @@ class VolumeMoves:
         self.numAttempted = [0] * count
         self.numAccepted = [0] * count
 
+    def startCounting(self, step, counter=0):
+        """The barostat's step counter is ``counter`` at step index ``step`` (0 for a fresh Context)."""
+        self.phase = int(counter) - int(step)
+
     def due(self, step):
-        """Whether a move is attempted between step ``step`` and step ``step + 1``."""
-        return self.frequency > 0 and bool(self.axes) and (step + 1) % self.frequency == 0
+        """Whether a move is attempted between step ``step`` and step ``step + 1``: the step that makes the
+        counter of steps taken a multiple of the frequency."""
+        return self.frequency > 0 and bool(self.axes) and (step + self.phase + 1) % self.frequency == 0
 
     def scale(self, positions, factor):
         """Positions with molecule centres (or atoms) scaled about the origin by ``factor`` (a number, or one
@@ -229,7 +240,7 @@ class VolumeMoves:
         self.pressures = [context.getParameter(name) for name in self.pressureParameters]
         self.temperature = context.getParameter(self.temperatureParameter)
 
-    _STATE = ("volumeScale", "numAttempted", "numAccepted", "attempts", "accepts")
+    _STATE = ("volumeScale", "numAttempted", "numAccepted", "attempts", "accepts", "phase")
 
     def state(self):
         """What the future depends on (JSON-able), for checkpoints."""
@@ -237,5 +248,5 @@ class VolumeMoves:
 
     def restore(self, state):
         for name in self._STATE:
-            value = state[name]
+            value = state.get(name, 0)  # "phase": 0 in checkpoints written before it was kept
             setattr(self, name, [type(v)(v) for v in value] if isinstance(value, list) else type(value)(value))

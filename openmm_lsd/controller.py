@@ -27,6 +27,7 @@ import numpy as np
 import openmm
 
 from .coupling import acceptanceProbability, couple
+from .integrators import XPRE_SET, setCoefficients
 from .verifiers.base import stateArray
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,11 @@ AUTO_START = 8  # the window='auto' run's first window  # forces the next draft 
 
 
 class _Draft:
-    """What the controller keeps of one drafted step j."""
+    """What the controller keeps of one drafted step j.
+
+    ``failed``: the draft cannot go on from x_j^d (its step threw, or x_j^d or x_pre^d is not
+    finite); the step is still coupled when x_pre^d (hence mu_d) is finite (:meth:`_fallsBack`).
+    """
 
     __slots__ = ("xi", "logU", "rng", "xpre", "positions", "fd", "failed")
 
@@ -231,10 +236,12 @@ class SpeculativeController:
     barostat : barostat.VolumeMoves, optional
         The target's Monte Carlo barostat, whose volume moves the controller makes
         between verified steps; the verifier must support them.
+    platformProperties : dict, optional
+        The run's platform properties, for the force-only draft Context (:meth:`_draftForcesAt`).
     """
 
     def __init__(self, coeffs, draftContext, replayContext, verifier, window, correction, seed, control=None,
-                 autoWindow=False, barostat=None):
+                 autoWindow=False, barostat=None, platformProperties=None):
         if control not in _CONTROLS:
             raise ValueError(f"unknown control {control!r}")
         self.coeffs = coeffs
@@ -245,6 +252,10 @@ class SpeculativeController:
         self._mean = self.replayIntegrator.getIntegrator(0)
         self._finish = self.replayIntegrator.getIntegrator(1)
         self.verifier = verifier
+        # Periodic boxes go to every target evaluation where the verifier takes one (in-process, MPI).
+        self._verifierTakesBox = bool(getattr(verifier, "supportsVolumeMoves", False))
+        self._platformProperties = dict(platformProperties or {})
+        self._draftForceContext = None
         self._verifierDraftForces = bool(getattr(verifier, "providesDraftForces", False))
         # With no more evaluators than the window, positions of the next round wait for the current
         # round's positions: submitted early they would occupy ranks that a rejection's restart needs
@@ -257,14 +268,9 @@ class SpeculativeController:
         self.control = control
         system = replayContext.getSystem()
         self.numParticles = system.getNumParticles()
-        masses = np.array([system.getParticleMass(i)._value for i in range(self.numParticles)])
-        self.massive = masses > 0
-        sigma = np.zeros(self.numParticles)
-        sigma[self.massive] = coeffs.sigmaFactor() * np.sqrt(coeffs.kT / masses[self.massive])
-        self.sigma = sigma[:, None]
-        self._sigmaMassive = sigma[self.massive][:, None]
-        # mu = x + meanFactor * v, with v the Context's velocity after phase A.
-        self._meanFactor = 0.5 * coeffs.dt * (1 + coeffs.a) if coeffs.scheme == "LangevinMiddle" else coeffs.dt
+        self._masses = np.array([system.getParticleMass(i)._value for i in range(self.numParticles)])
+        self.massive = self._masses > 0
+        self._setNoiseScale(coeffs)
         self._vdIndex = self._perDofIndex(self.draftIntegrator, "vd")
         self._fdIndex = self._perDofIndex(self.draftIntegrator, "fd")
         self._correctionSet = None
@@ -295,6 +301,29 @@ class SpeculativeController:
         self.epoch = 0
         self.step = None
 
+    def _setNoiseScale(self, coeffs):
+        sigma = np.zeros(self.numParticles)
+        sigma[self.massive] = coeffs.sigmaFactor() * np.sqrt(coeffs.kT / self._masses[self.massive])
+        self.sigma = sigma[:, None]
+        self._sigmaMassive = sigma[self.massive][:, None]
+        # mu = x + meanFactor * v, with v the Context's velocity after phase A.
+        self._meanFactor = 0.5 * coeffs.dt * (1 + coeffs.a) if coeffs.scheme == "LangevinMiddle" else coeffs.dt
+
+    def setCoefficients(self, coeffs, constraintTolerance):
+        """Run on with another temperature, friction, step size or constraint tolerance (the integrator's setters).
+
+        The draft and replay integrators and the coupling's sigma take the new values; the caller
+        restarts the accepted history (:meth:`reset`), so no step drafted with the old ones is used.
+        """
+        self.coeffs = coeffs
+        self._setNoiseScale(coeffs)
+        phases = [self.replayIntegrator.getIntegrator(k) for k in range(self.replayIntegrator.getNumIntegrators())]
+        for integrator in [self.draftIntegrator] + phases:
+            setCoefficients(integrator, coeffs)
+            integrator.setConstraintTolerance(constraintTolerance)
+        if self._draftForceContext is not None:
+            self._draftForceContext.getIntegrator().setConstraintTolerance(constraintTolerance)
+
     @staticmethod
     def _perDofIndex(integrator, name):
         for i in range(integrator.getNumPerDofVariables()):
@@ -310,7 +339,7 @@ class SpeculativeController:
         self.origin = self.step
         self.positions = np.array(positions, dtype=np.float64)
         self.velocities = np.array(velocities, dtype=np.float64)
-        if box is not None and self.barostat is not None:
+        if box is not None:  # periodic: the box is geometry, for the draft, the replay and every target evaluation
             self.box = np.array(box, dtype=np.float64)
             self.replayContext.setPeriodicBoxVectors(*self.box)
         self._moveStep = None
@@ -354,10 +383,12 @@ class SpeculativeController:
 
     def _submit(self, index, positions):
         """Queue the target evaluation of x_index (with the box and, before a volume move, the energy)."""
-        if self.barostat is None:
+        box = self.box if self._verifierTakesBox else None
+        energy = self.barostat is not None and self.barostat.due(index)
+        if box is None and not energy:
             self.verifier.submit((self.epoch, index), positions)
         else:
-            self.verifier.submit((self.epoch, index), positions, box=self.box, energy=self.barostat.due(index))
+            self.verifier.submit((self.epoch, index), positions, box=box, energy=energy)
 
     def _store(self, index, forces, draftForces, energy):
         if draftForces is not None:
@@ -418,6 +449,9 @@ class SpeculativeController:
         except openmm.OpenMMException as exc:
             logger.debug("draft step %d failed: %s", j, exc)
             record.failed = threw = True
+            record.xpre = None
+            if self.draftIntegrator.getGlobalVariableByName(XPRE_SET) == 1:  # it failed after x_pre^d was drawn
+                record.xpre = np.asarray(self.draftIntegrator.getPerDofVariableByName("xpre"), dtype=np.float64)
         if not record.failed:
             state = self.draftContext.getState(getPositions=True, getVelocities=True)
             record.positions = stateArray(state, "positions")
@@ -462,7 +496,7 @@ class SpeculativeController:
         muTarget = self.positions + self._meanFactor * v1
         massive = self.massive
         xi = record.xi[massive]
-        fallback = record.failed
+        fallback = self._fallsBack(record)
         probability = 0.0
         if fallback:
             accepted = False
@@ -527,6 +561,19 @@ class SpeculativeController:
                                "serial target step", self.statistics.fallbacks)
         if not accepted:
             self._restart()
+        elif record.failed:
+            # Accepted, but the draft cannot go on from x_j^d: it restarts from the target state.
+            self.statistics._endRound()
+            self._restart()
+
+    def _fallsBack(self, record):
+        """Whether step j is the serial target step x_pre = mu_t + sigma xi_j instead of a coupling.
+
+        Only when mu_d itself is not finite: a draft that fails after drawing a finite x_pre^d
+        (NaN after its constraints) depends on xi_j, so reusing xi_j there would bias the law;
+        such a step is coupled as usual and the draft restarts after it.
+        """
+        return record.xpre is None or not np.all(np.isfinite(record.xpre))
 
     def _prune(self):
         t = self.step
@@ -569,17 +616,20 @@ class SpeculativeController:
         pending = []
         for j in range(self.step + 1, self.draftStep + 1):
             record = self.records[j]
-            if record.fd is None and self.correction.lag is not None and record.positions is not None:
-                # MPI ranks return F_d(x_{j-1}) with F_t; a resumed run may verify in-process, so keep it here.
+            fd = record.fd
+            if fd is None and self.correction.lag is not None and record.positions is not None:
+                # MPI ranks return F_d(x_{j-1}) with F_t; a resumed run may verify in-process, so the checkpoint
+                # holds it (the running records are left as they are).
                 previous = self.records.get(j - 1)
-                start = previous.positions if previous is not None else self.positions
-                record.fd = self._draftForcesAt(start)
-            pending.append({"step": j, "failed": bool(record.failed), "fd": record.fd is not None})
+                fd = self._draftForcesAt(previous.positions if previous is not None else self.positions)
+            pending.append({"step": j, "failed": bool(record.failed), "fd": fd is not None,
+                            "xpre": record.xpre is not None})
             if record.positions is not None:
                 arrays[f"record/{j}/positions"] = record.positions
+            if record.xpre is not None:
                 arrays[f"record/{j}/xpre"] = record.xpre
-            if record.fd is not None:
-                arrays[f"record/{j}/fd"] = record.fd
+            if fd is not None:
+                arrays[f"record/{j}/fd"] = fd
         if self.box is not None:
             arrays["box"] = self.box
         meta = {"step": self.step, "origin": self.origin, "restartStep": self.restartStep,
@@ -591,12 +641,10 @@ class SpeculativeController:
 
     def _draftForcesAt(self, positions, box=None):
         """F_d at ``positions`` (in ``box``, default the current one) from a force-only Context on the draft
-        System (made on first use)."""
-        if getattr(self, "_draftForceContext", None) is None:
+        System (made on first use, on the run's platform with its properties)."""
+        if self._draftForceContext is None:
             self._draftForceContext = openmm.Context(self._differenceSystem, openmm.VerletIntegrator(0.001),
-                                                     self.draftContext.getPlatform())
-            if self.box is None:  # no barostat: the draft's box is the run's, once and for all
-                self._draftForceContext.setPeriodicBoxVectors(*self.draftContext.getState().getPeriodicBoxVectors())
+                                                     self.draftContext.getPlatform(), self._platformProperties)
         box = self.box if box is None else box
         if box is not None:
             self._draftForceContext.setPeriodicBoxVectors(*box)
@@ -621,6 +669,7 @@ class SpeculativeController:
             if meta.get("barostat") is None or "box" not in arrays:
                 raise ValueError("the checkpoint was written without a barostat; this simulation has one")
             self.barostat.restore(meta["barostat"])
+        if "box" in arrays:
             self.box = np.array(arrays["box"])
             self.replayContext.setPeriodicBoxVectors(*self.box)
         self._moveStep = meta.get("moveStep")
@@ -643,7 +692,7 @@ class SpeculativeController:
             record.xi, record.logU, record.rng = stepNoise(self.seed, j, self.numParticles)
             record.failed = bool(item["failed"])
             record.positions = arrays.get(f"record/{j}/positions")
-            record.xpre = arrays.get(f"record/{j}/xpre")
+            record.xpre = arrays.get(f"record/{j}/xpre") if item.get("xpre", record.positions is not None) else None
             record.fd = arrays.get(f"record/{j}/fd") if item["fd"] else None
             self.records[j] = record
 

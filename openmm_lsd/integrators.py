@@ -68,11 +68,22 @@ class _Coefficients:
         return self.dt * self.b
 
 
+_GLOBALS = ("a", "b", "kT", "gamma")
+
+#: the draft integrator's global that is 1 once x_pre^d of the current step is computed (read when a step throws)
+XPRE_SET = "xpreSet"
+
+
 def _add_globals(integrator, coeffs):
-    integrator.addGlobalVariable("a", coeffs.a)
-    integrator.addGlobalVariable("b", coeffs.b)
-    integrator.addGlobalVariable("kT", coeffs.kT)
-    integrator.addGlobalVariable("gamma", coeffs.gamma)
+    for name in _GLOBALS:
+        integrator.addGlobalVariable(name, getattr(coeffs, name))
+
+
+def setCoefficients(integrator, coeffs):
+    """Give an integrator built by this module the step size and a, b, kT, gamma of ``coeffs``."""
+    integrator.setStepSize(coeffs.dt)
+    for name in _GLOBALS:
+        integrator.setGlobalVariableByName(name, getattr(coeffs, name))
 
 
 class LeapfrogLangevinIntegrator(openmm.CustomIntegrator):
@@ -110,6 +121,8 @@ class LeapfrogLangevinIntegrator(openmm.CustomIntegrator):
         super().__init__(stepSize)
         coeffs = _Coefficients("leapfrog", temperature, frictionCoeff, stepSize)
         _add_globals(self, coeffs)
+        self._temperature = temperature
+        self._friction = frictionCoeff
         self.addPerDofVariable("x0", 0)
         self.addUpdateContextState()
         self.addComputePerDof("v", "a*v + (1-a)/gamma*f/m + sqrt(kT*(1-a*a)/m)*gaussian")
@@ -117,8 +130,6 @@ class LeapfrogLangevinIntegrator(openmm.CustomIntegrator):
         self.addComputePerDof("x", "x + dt*v")
         self.addConstrainPositions()
         self.addComputePerDof("v", "(x - x0)/dt")
-        self._temperature = temperature
-        self._friction = frictionCoeff
 
     def getTemperature(self):
         """The heat-bath temperature."""
@@ -127,6 +138,29 @@ class LeapfrogLangevinIntegrator(openmm.CustomIntegrator):
     def getFriction(self):
         """The friction coefficient."""
         return self._friction / unit.picosecond
+
+    def _stepSize(self):
+        return self.getStepSize().value_in_unit(unit.picosecond)
+
+    def _update(self, temperature, frictionCoeff, stepSize):
+        coeffs = _Coefficients("leapfrog", temperature, frictionCoeff, stepSize)
+        openmm.CustomIntegrator.setStepSize(self, stepSize)
+        for name in _GLOBALS:
+            self.setGlobalVariableByName(name, getattr(coeffs, name))
+        self._temperature, self._friction = temperature, frictionCoeff
+
+    def setTemperature(self, temperature):
+        """Set the heat-bath temperature (K), as ``LangevinMiddleIntegrator.setTemperature``."""
+        self._update(positive(temperature, unit.kelvin, "temperature"), self._friction, self._stepSize())
+
+    def setFriction(self, frictionCoeff):
+        """Set the friction coefficient (1/ps), as ``LangevinMiddleIntegrator.setFriction``."""
+        self._update(self._temperature, positive(frictionCoeff, unit.picosecond**-1, "frictionCoeff"),
+                     self._stepSize())
+
+    def setStepSize(self, stepSize):
+        """Set the time step (ps); a = exp(-gamma dt) and b follow."""
+        self._update(self._temperature, self._friction, positive(stepSize, unit.picosecond, "stepSize"))
 
 
 def serialIntegrator(coeffs):
@@ -152,6 +186,8 @@ def draftIntegrator(coeffs):
     _add_globals(integrator, coeffs)
     for name in ("xi", "corr", "fd", "xpre", "x0", "vd"):
         integrator.addPerDofVariable(name, 0)
+    integrator.addGlobalVariable(XPRE_SET, 0)
+    integrator.addComputeGlobal(XPRE_SET, "0")
     integrator.addComputePerDof("v", "vd")
     integrator.addUpdateContextState()
     integrator.addComputePerDof("fd", "f")
@@ -163,6 +199,7 @@ def draftIntegrator(coeffs):
         integrator.addComputePerDof("v", "a*v + b*sqrt(kT/m)*xi")
         integrator.addComputePerDof("x", "x + 0.5*dt*v")
         integrator.addComputePerDof("xpre", "x")
+        integrator.addComputeGlobal(XPRE_SET, "1")
         integrator.addConstrainPositions()
         integrator.addComputePerDof("v", "v + (x - xpre)/dt")
     else:
@@ -170,6 +207,7 @@ def draftIntegrator(coeffs):
         integrator.addComputePerDof("x0", "x")
         integrator.addComputePerDof("x", "x + dt*v")
         integrator.addComputePerDof("xpre", "x")
+        integrator.addComputeGlobal(XPRE_SET, "1")
         integrator.addConstrainPositions()
         integrator.addComputePerDof("v", "(x - x0)/dt")
     integrator.addComputePerDof("vd", "v")

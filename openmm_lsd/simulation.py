@@ -196,6 +196,7 @@ class SpeculativeSimulation:
         self._coefficients = _Coefficients(scheme, temperature, frictionCoeff, stepSize)
 
         self.integrator = serialIntegrator(self._coefficients)
+        self._constraintTolerance = self.integrator.getConstraintTolerance()
         self.context = _context(targetSystem, self.integrator, platform, platformProperties)
         realPlatform = self.context.getPlatform()
         # A correction that refits the draft changes its Context's parameters: give it a copy of the System.
@@ -226,8 +227,12 @@ class SpeculativeSimulation:
                                             boxVolume(box))
         self._controller = SpeculativeController(self._coefficients, self._draftContext, self._replayContext,
                                                  self.verifier, self.window, correction, self.seed, _control,
-                                                 autoWindow=autoWindow, barostat=self._volumeMoves)
+                                                 autoWindow=autoWindow, barostat=self._volumeMoves,
+                                                 platformProperties=platformProperties)
+        self._controller.setCoefficients(self._coefficients, self._constraintTolerance)
         self._synced = None
+        #: steps taken since this simulation was made: OpenMM's barostat schedules its moves by this count
+        self._stepsTaken = 0
 
     @staticmethod
     def _chooseVerifier(verifier):
@@ -287,10 +292,9 @@ class SpeculativeSimulation:
     # ---- checkpoints and states --------------------------------------------------------------
 
     def _settings(self):
-        c = self._coefficients
-        return {"particles": self.system.getNumParticles(), "scheme": c.scheme, "temperature": c.temperature,
-                "friction": c.gamma, "stepSize": c.dt, "correction": self.correction.name,
-                "lag": self.correction.lag,
+        """What a checkpoint must agree on (the integrator's settings are restored instead, :meth:`loadCheckpoint`)."""
+        return {"particles": self.system.getNumParticles(), "scheme": self._coefficients.scheme,
+                "correction": self.correction.name, "lag": self.correction.lag,
                 "barostat": None if self._volumeMoves is None else [self._volumeMoves.frequency,
                                                                    self._volumeMoves.rigid,
                                                                    self._volumeMoves.anisotropic]}
@@ -319,7 +323,8 @@ class SpeculativeSimulation:
 
         state = self.context.getState(getPositions=True, getVelocities=True, getParameters=True)
         controller = {"settings": self._settings(), "seed": self.seed, "fresh": not self._isSynced(),
-                      "extra": extra}
+                      "extra": extra, "integrator": self._integratorSettings(), "stepsTaken": self._stepsTaken,
+                      "barostat": None if self._volumeMoves is None else self._volumeMoves.state()}
         arrays = {}
         if not controller["fresh"]:
             meta, arrays = self._controller.checkpointState()
@@ -329,10 +334,12 @@ class SpeculativeSimulation:
     def loadCheckpoint(self, file):
         """Continue from a checkpoint written by :meth:`saveCheckpoint`.
 
-        Raises :class:`openmm_lsd.checkpoint.CheckpointError` for a corrupt or truncated
-        file, another format version, or a checkpoint of a different simulation (particle
-        count, scheme, temperature, friction, step size, correction); nothing is changed then.
-        Returns the ``extra`` given to :meth:`saveCheckpoint`.
+        The integrator's settings in force when it was saved (temperature, friction, step
+        size, constraint tolerance, which a script may have changed through ``integrator``)
+        are restored on ``integrator``.  Raises :class:`openmm_lsd.checkpoint.CheckpointError`
+        for a corrupt or truncated file, another format version, or a checkpoint of a
+        different simulation (particle count, scheme, correction, barostat); nothing is
+        changed then.  Returns the ``extra`` given to :meth:`saveCheckpoint`.
         """
         from . import checkpoint
 
@@ -348,6 +355,11 @@ class SpeculativeSimulation:
             raise checkpoint.CheckpointError(f"the checkpoint's target state cannot be read: {exc}") from None
         self.context.setState(state)
         self.context.setStepCount(state.getStepCount())
+        if "integrator" in controller:
+            self._applyIntegratorSettings(*controller["integrator"])
+        self._stepsTaken = int(controller.get("stepsTaken", state.getStepCount()))
+        if self._volumeMoves is not None and controller.get("barostat") is not None:
+            self._volumeMoves.restore(controller["barostat"])
         if self.seed != controller["seed"]:
             logger.info("continuing with the checkpoint's seed %d (this simulation was built with %d)",
                         controller["seed"], self.seed)
@@ -356,10 +368,7 @@ class SpeculativeSimulation:
         if controller["fresh"]:
             self._synced = None
             return controller.get("extra")
-        if self.system.usesPeriodicBoundaryConditions():
-            box = state.getPeriodicBoxVectors()
-            self._replayContext.setPeriodicBoxVectors(*box)
-            self._draftContext.setPeriodicBoxVectors(*box)
+        self._syncSettings()
         self._controller.restoreState(controller["controller"], arrays)
         positions, velocities, step, _, box = self._contextState()
         self._synced = (positions, velocities, step, box)
@@ -423,20 +432,85 @@ class SpeculativeSimulation:
 
     # ---- the bridge between context and controller ------------------------------------------
 
+    def _checkVerifierTarget(self, positions, box):
+        """Refuse a run whose verifier ranks evaluate another target than ``context`` (MPI).
+
+        Each rank built its own target System; what a script changed on ``context`` beyond
+        the box and global parameters (per-particle parameters set with
+        ``updateParametersInContext``, a ``PythonForce``'s own state) cannot reach them.  The
+        forces at x_t from one rank and from ``context`` must agree (to 1e-3 of the largest
+        force plus 0.01 kJ/mol/nm, far above platform and SCF noise).  One target evaluation
+        on each side, at each new accepted history.
+        """
+        key = ("check", self.context.getStepCount())
+        self.verifier.submit(key, positions, box=box, energy=False, urgent=True)
+        theirs = self.verifier.result(key)
+        state = self.context.getState(getForces=True)
+        mine = stateArray(state, "forces")
+        error = float(np.max(np.abs(theirs - mine)))
+        scale = float(np.max(np.abs(mine)))
+        if not error <= 1e-3 * scale + 1e-2:
+            raise RuntimeError(
+                f"the verifier ranks' target gives forces that differ from this Context's by up to {error:.3g} "
+                f"kJ/mol/nm at the current positions: something set on simulation.context after construction "
+                f"(per-particle parameters with updateParametersInContext, a PythonForce's own state) does not "
+                f"reach ranks that built their own System; make the change in the System before "
+                f"SpeculativeSimulation is created, on every rank")
+
     def _contextState(self):
-        """(positions, velocities, step, time, box or None); the box only with a barostat."""
+        """(positions, velocities, step, time, box or None); the box of a periodic System."""
         state = self.context.getState(getPositions=True, getVelocities=True)
         box = None
-        if self._volumeMoves is not None:
+        if self.system.usesPeriodicBoundaryConditions():
             box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
         return (stateArray(state, "positions"), stateArray(state, "velocities"),
                 self.context.getStepCount(), state.getTime().value_in_unit(unit.picosecond), box)
 
+    def _integratorSettings(self):
+        """[temperature (K), friction (1/ps), step size (ps), constraint tolerance] of ``integrator`` now."""
+        i = self.integrator
+        return [i.getTemperature().value_in_unit(unit.kelvin), i.getFriction().value_in_unit(unit.picosecond**-1),
+                i.getStepSize().value_in_unit(unit.picosecond), i.getConstraintTolerance()]
+
+    def _applyIntegratorSettings(self, temperature, friction, stepSize, tolerance):
+        i = self.integrator
+        i.setTemperature(temperature)
+        i.setFriction(friction)
+        i.setStepSize(stepSize)
+        i.setConstraintTolerance(tolerance)
+
+    def _syncSettings(self):
+        """Follow what the script set through ``integrator`` (and the Context's parameters) since the last step.
+
+        Returns whether the integrator's settings changed: the accepted history then restarts
+        from the current state, so no step drafted with the old settings is used.
+        """
+        # The target's global parameters, for every target evaluation (MPI ranks have their own Contexts).
+        self.verifier.setParameters(dict(self.context.getParameters()))
+        temperature, friction, stepSize, tolerance = self._integratorSettings()
+        c = self._coefficients
+        if (temperature, friction, stepSize, tolerance) == (c.temperature, c.gamma, c.dt, self._constraintTolerance):
+            return False
+        for value, name in ((temperature, "temperature"), (friction, "friction"), (stepSize, "step size"),
+                            (tolerance, "constraint tolerance")):
+            if not value > 0:
+                raise ValueError(f"the integrator's {name} was set to {value}; speculative dynamics needs it > 0")
+        self._coefficients = _Coefficients(c.scheme, temperature, friction, stepSize)
+        self._constraintTolerance = tolerance
+        self._controller.setCoefficients(self._coefficients, tolerance)
+        return True
+
     def _advance(self, steps):
         current = self._contextState()
         positions, velocities, step, time, box = current
-        if self._synced is None or not self._sameState(current, self._synced):
-            # A new state from the user (or the first step): a new accepted history starts here.
+        changed = self._syncSettings()
+        if changed or self._synced is None or not self._sameState(current, self._synced):
+            # A new state or new integrator settings from the user (or the first step): a new accepted
+            # history starts here.
+            if self.verifier.separateTarget:
+                self._checkVerifierTarget(positions, box)
+            if self._volumeMoves is not None:
+                self._volumeMoves.startCounting(step, self._stepsTaken)
             self._controller.reset(positions, velocities, step, box)
         if self._volumeMoves is not None:
             # The Context's parameters, which a user may change between steps as with OpenMM's barostat.
@@ -445,6 +519,7 @@ class SpeculativeSimulation:
         try:
             self._controller.advance(steps)
         finally:
+            self._stepsTaken += self._controller.step - start
             controller = self._controller
             if controller.box is not None:
                 self.context.setPeriodicBoxVectors(*controller.box)

@@ -2,7 +2,12 @@
 
     mpiexec -n K+1 python tests/mpi_run.py OUT.npy [--fail-rank R] [--die-rank R] [--hang-rank R] [--timeout S]
 
-``--system npt``: the constant-pressure box of tests/npt.py instead (frames then end with the box).
+``--system npt``: the constant-pressure box of tests/npt.py instead (frames then end with the box);
+``--system periodic``: the periodic chain of tests/systems.py, whose box and global parameter ``eps`` can be
+changed on ``sim.context`` after construction (``--set-box``, ``--set-parameter``), or its per-particle
+parameters with ``updateParametersInContext`` (``--update-per-particle``, on rank 0 only, as a script does it).
+``--record-evaluations FILE`` (in-process) saves every position the target was evaluated at;
+``--fail-off-path FILE`` makes the verifier ranks' target raise at any position not in FILE.
 """
 
 import argparse
@@ -14,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import npt  # noqa: E402
-from systems import startPositions, startVelocities, topology, toy  # noqa: E402
+from systems import periodicChain, periodicStart, startPositions, startVelocities, topology, toy  # noqa: E402
 
 from openmm_lsd import SpeculativeSimulation  # noqa: E402
 
@@ -32,13 +37,21 @@ parser.add_argument("--stop-after", type=int, default=None)
 parser.add_argument("--resume", default=None, help="continue from this checkpoint")
 parser.add_argument("--delay", type=float, default=0.0, help="seconds each target evaluation also takes")
 parser.add_argument("--checkpoint-on-failure", default=None, help="on a fault, save the last accepted step here")
-parser.add_argument("--system", choices=("toy", "npt"), default="toy")
+parser.add_argument("--system", choices=("toy", "npt", "periodic"), default="toy")
+parser.add_argument("--set-box", type=float, default=None, help="box edge (nm) set on sim.context")
+parser.add_argument("--set-parameter", type=float, default=None, help="eps set on sim.context")
+parser.add_argument("--update-per-particle", action="store_true")
+parser.add_argument("--record-evaluations", default=None)
+parser.add_argument("--fail-off-path", default=None)
 args = parser.parse_args()
 
 rank = int(os.environ.get("PMI_RANK", "0"))
 if args.system == "npt":
     target, draft = npt.systems()
     top, (x0, v0) = npt.topology(), npt.start()
+elif args.system == "periodic":
+    target, draft = periodicChain(), periodicChain(epsilon=0.6, sigma=0.21, bond=1000.0)
+    top, (x0, v0) = topology(4), periodicStart()
 else:
     kw = dict(constraint=True, cmm=3)
     target = toy(**kw)
@@ -70,18 +83,48 @@ elif args.delay:
 
     target.addForce(openmm.PythonForce(slow))
 
+evaluated = []
+if args.record_evaluations:
+    import openmm
+
+    def record(state):
+        evaluated.append(state.getPositions(asNumpy=True)._value.copy())
+        return 0.0, np.zeros((n, 3))
+
+    target.addForce(openmm.PythonForce(record))
+if args.fail_off_path and rank > 0:
+    import openmm
+
+    path = np.load(args.fail_off_path)
+
+    def onPath(state):
+        x = state.getPositions(asNumpy=True)._value
+        if not np.any(np.all(np.abs(path - x) < 1e-12, axis=(1, 2))):
+            raise ValueError("evaluated off the accepted path")
+        return 0.0, np.zeros((n, 3))
+
+    target.addForce(openmm.PythonForce(onPath))
+
 sim = SpeculativeSimulation(top, target, draft, 300, 5.0, 0.004, window=args.window,
                             draftCorrection=args.correction, correctionLag=2, platform="Reference", seed=3,
                             verifier=args.verifier, verifierTimeout=args.timeout)
 sim.context.setPositions(x0)
 sim.context.setVelocities(v0)
+if args.set_box is not None:
+    sim.context.setPeriodicBoxVectors(*(np.eye(3) * args.set_box))
+if args.set_parameter is not None:
+    sim.context.setParameter("eps", args.set_parameter)
+if args.update_per_particle:
+    bonds = [f for f in target.getForces() if f.getName() == "HarmonicBondForce"][0]
+    bonds.setBondParameters(0, 0, 1, 0.2, 1800.0)
+    bonds.updateParametersInContext(sim.context)
 frames = []
 
 
 def frame():
     state = sim.context.getState(getPositions=True, getVelocities=True)
     parts = [state.getPositions(asNumpy=True)._value, state.getVelocities(asNumpy=True)._value]
-    if args.system == "npt":
+    if args.system in ("npt", "periodic"):
         parts.append(state.getPeriodicBoxVectors(asNumpy=True)._value)
     return np.concatenate(parts)
 
@@ -107,5 +150,7 @@ for _ in range(len(frames), 12):
         sys.exit(3)
     frames.append(frame())
 np.save(args.out, np.array(frames))
+if args.record_evaluations:
+    np.save(args.record_evaluations, np.array(evaluated))
 print("statistics", sim.statistics, "volume moves", sim.statistics.volumeMovesAccepted, "of",
       sim.statistics.volumeMoves, "verifier", type(sim.verifier).__name__, flush=True)

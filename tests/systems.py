@@ -17,14 +17,15 @@ def topology(n):
 
 
 def toy(n=3, *, k=(400.0, 250.0, 600.0), bond=2000.0, anharmonic=0.0, shift=0.0, constraint=False,
-        cmm=None, virtualSite=False, ripple=0.0):
+        cmm=None, virtualSite=False, ripple=0.0, site=None):
     """n particles in anisotropic harmonic wells, bonded in a chain; optionally
 
     - ``anharmonic``: a quartic term in the wells,
     - ``shift``: the wells' centres shifted along x (a constant force difference),
     - ``constraint``: particles 0-1 at fixed distance 0.15 nm,
     - ``cmm``: a CMMotionRemover with that frequency,
-    - ``virtualSite``: one more, massless particle at the midpoint of 0 and 1,
+    - ``virtualSite``: one more, massless particle at the midpoint of 0 and 1 (or defined by ``site``), held
+      by a harmonic well of its own,
     - ``ripple``: amplitude (kJ/mol) of a short-wavelength (0.01 nm) cosine potential, a force error
       that changes from one step to the next, so that an offset correction cannot remove it.
     """
@@ -58,7 +59,12 @@ def toy(n=3, *, k=(400.0, 250.0, 600.0), bond=2000.0, anharmonic=0.0, shift=0.0,
         system.addForce(openmm.CMMotionRemover(cmm))
     if virtualSite:
         v = system.addParticle(0.0)
-        system.setVirtualSite(v, openmm.TwoParticleAverageSite(0, 1, 0.5, 0.5))
+        system.setVirtualSite(v, site or openmm.TwoParticleAverageSite(0, 1, 0.5, 0.5))
+        # A well on the site itself, so that where the site sits changes the dynamics of its parents.
+        siteWell = openmm.CustomExternalForce("0.5*ksite*((x-0.1)^2 + (y-0.02)^2 + z^2)")
+        siteWell.addGlobalParameter("ksite", 300.0)
+        siteWell.addParticle(v, [])
+        system.addForce(siteWell)
     return system
 
 
@@ -88,3 +94,36 @@ def poisonedForce(numParticles, after, atom, value=np.nan):
         return 0.0, forces
 
     return openmm.PythonForce(compute)
+
+
+PERIODIC_EDGE = 1.0
+
+
+def periodicChain(epsilon=1.0, sigma=0.2, bond=1200.0):
+    """4 particles (12 Da) in a periodic 1 nm box, a bonded chain 0.2 nm apart along x, and a soft
+    repulsion ``eps*(sig/r)^6`` (global parameter ``eps``) cut off at 0.45 nm, so that particles 0 and 3
+    interact through the box boundary (0.4 nm apart as images): the box and ``eps`` change the forces."""
+    system = openmm.System()
+    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.eye(3) * PERIODIC_EDGE))
+    repulsion = openmm.CustomNonbondedForce("eps*(sig/r)^6")
+    repulsion.addGlobalParameter("eps", epsilon)
+    repulsion.addGlobalParameter("sig", sigma)
+    repulsion.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+    repulsion.setCutoffDistance(0.45)
+    bonds = openmm.HarmonicBondForce()
+    for i in range(4):
+        system.addParticle(12.0)
+        repulsion.addParticle([])
+    for i in range(3):
+        bonds.addBond(i, i + 1, 0.2, bond)
+        repulsion.addExclusion(i, i + 1)
+    system.addForce(repulsion)
+    system.addForce(bonds)
+    return system
+
+
+def periodicStart():
+    """Start positions and velocities of :func:`periodicChain`."""
+    x = np.array([[0.2 + 0.2 * i, 0.5 + 0.01 * (i % 2), 0.5 - 0.005 * i] for i in range(4)])
+    v = np.array([[0.3, -0.2, 0.1], [-0.4, 0.5, 0.2], [0.1, 0.1, -0.3], [0.2, -0.3, 0.0]])
+    return x, v

@@ -139,3 +139,38 @@ def test_assign_device_without_devices_changes_nothing(monkeypatch):
     assert assignDevice() is None
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
     assert assignDevice(devices=[2]) == "2"
+
+
+@pytest.mark.parametrize("change", [["--set-box", "0.95"], ["--set-parameter", "1.6"]], ids=["box", "parameter"])
+def test_box_and_parameters_set_on_the_context_reach_the_ranks(tmp_path, change):
+    """A box or global parameter set on sim.context after construction: in-process = 2 verifier ranks, bit for bit
+    (and the change does change the trajectory, so the test can see a rank that ignores it)."""
+    unchanged = launch(0, tmp_path / "unchanged.npy", "--system", "periodic")
+    assert unchanged.returncode == 0, unchanged.stderr
+    reference = launch(0, tmp_path / "inprocess.npy", "--system", "periodic", *change)
+    assert reference.returncode == 0, reference.stderr
+    assert not np.array_equal(np.load(tmp_path / "inprocess.npy"), np.load(tmp_path / "unchanged.npy"))
+    run = launch(3, tmp_path / "k2.npy", "--system", "periodic", "--window", "5", *change)
+    assert run.returncode == 0, run.stdout + run.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "k2.npy"), np.load(tmp_path / "inprocess.npy"))
+
+
+def test_per_particle_change_that_cannot_reach_the_ranks_is_refused(tmp_path):
+    """updateParametersInContext on rank 0's Context: in-process it is followed; on ranks a clear error."""
+    inprocess = launch(0, tmp_path / "inprocess.npy", "--system", "periodic", "--update-per-particle")
+    assert inprocess.returncode == 0, inprocess.stderr
+    run = launch(3, tmp_path / "k2.npy", "--system", "periodic", "--update-per-particle", limit=60)
+    assert run.returncode != 0
+    assert "does not reach ranks that built their own System" in run.stdout + run.stderr
+
+
+def test_target_error_at_a_discarded_draft_position_does_not_stop_the_run(tmp_path):
+    """The ranks' target raises at every position off the accepted path (recorded in-process): those are drafts
+    that get discarded, so the MPI run goes on and equals the in-process one, as the in-process run would."""
+    path = tmp_path / "path.npy"
+    reference = launch(0, tmp_path / "inprocess.npy", "--record-evaluations", str(path))
+    assert reference.returncode == 0, reference.stderr
+    run = launch(4, tmp_path / "k3.npy", "--fail-off-path", str(path), "--window", "6")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "evaluated off the accepted path" in run.stderr  # the ranks did fail at discarded drafts
+    np.testing.assert_array_equal(np.load(tmp_path / "k3.npy"), np.load(tmp_path / "inprocess.npy"))

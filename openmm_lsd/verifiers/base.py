@@ -30,6 +30,16 @@ class Verifier:
     concurrency = None
     #: whether :meth:`submit` takes a periodic box and returns energies (needed for a barostat's volume moves)
     supportsVolumeMoves = False
+    #: whether the target is evaluated on Contexts of Systems built apart from the simulation's (MPI ranks):
+    #: the simulation then checks that they agree with its own Context at each new accepted history
+    separateTarget = False
+
+    def setParameters(self, parameters):
+        """The target Context's global parameters (name -> value) in force for every later submission.
+
+        The in-process verifier evaluates on the simulation's own Context, which holds them
+        already; the MPI verifier sends them to its ranks.
+        """
 
     def submit(self, key, positions, box=None, energy=False, urgent=False):
         """Queue an evaluation of the target forces at ``positions`` (nm, (N, 3) array).

@@ -41,9 +41,20 @@ class BatchedVerifier(Verifier):
         self.maxBatch = maxBatch
         self._pending = {}
         self._results = {}
+        self._parameters = None
         self.numEvaluations = 0
         self.numCalls = 0
         self.targetSeconds = 0.0
+
+    def setParameters(self, parameters):
+        """``batchForces`` cannot see the target Context's parameters: refuse a change of them."""
+        if self._parameters is None:
+            self._parameters = dict(parameters)
+        elif dict(parameters) != self._parameters:
+            changed = sorted(k for k in set(parameters) | set(self._parameters)
+                             if parameters.get(k) != self._parameters.get(k))
+            raise ValueError(f"the target Context's parameters {changed} changed during the run, but a batched "
+                             "verifier's batchForces does not see them; make them part of the model instead")
 
     def submit(self, key, positions, box=None, energy=False, urgent=False):
         if box is not None or energy:

@@ -14,8 +14,15 @@ other ranks need (DESIGN.md section 8).  Rank 0 waits the same way with a
 shorter ceiling (20 to 50 microseconds): it is one process, and every result it
 notices late delays the whole pipeline.
 
+The box of a periodic System comes with every job, and the target Context's
+global parameters with the first job after they change, so what a script sets on
+``simulation.context`` reaches every rank (per-particle parameters and a
+``PythonForce``'s own state cannot: the simulation checks for that).
+
 Faults: an exception on a verifier rank is sent to rank 0, which raises
-``RuntimeError`` naming the rank and the step; a rank that sends nothing for
+``RuntimeError`` naming the rank and the step when that evaluation is asked for
+(an error at a drafted position that was discarded first does not stop the run,
+as it would not in-process); a rank that sends nothing for
 ``timeout`` seconds while holding a job makes rank 0 raise ``RuntimeError``
 naming it.  An uncaught exception on rank 0 aborts the whole MPI job after the
 traceback is printed, so no rank is left hanging.
@@ -161,6 +168,7 @@ class MPIVerifier(Verifier):
 
     providesDraftForces = True
     supportsVolumeMoves = True
+    separateTarget = True
 
     def __init__(self, comm, timeout=DEFAULT_TIMEOUT):
         if comm.Get_size() < 2:
@@ -175,6 +183,10 @@ class MPIVerifier(Verifier):
         self._results = {}
         self._draftResults = {}
         self._energies = {}
+        self._errors = {}
+        self._parameters = None
+        self._parametersVersion = 0
+        self._rankVersion = {}
         self._sends = []
         self._closed = False
         self._failed = None  # a rank found dead or hung: close() then aborts at once instead of waiting again
@@ -193,6 +205,12 @@ class MPIVerifier(Verifier):
     def concurrency(self):
         return len(self.ranks)
 
+    def setParameters(self, parameters):
+        parameters = dict(parameters)
+        if parameters != self._parameters:
+            self._parameters = parameters
+            self._parametersVersion += 1
+
     def submit(self, key, positions, box=None, energy=False, urgent=False):
         self._wanted.add(key)
         job = (key, (positions, box, energy), time.perf_counter())
@@ -208,6 +226,8 @@ class MPIVerifier(Verifier):
             del self._results[key]
             self._draftResults.pop(key, None)
             self._energies.pop(key, None)
+        for key in [key for key in self._errors if predicate(key)]:
+            del self._errors[key]
         self._queue = collections.deque(item for item in self._queue if not predicate(item[0]))
 
     def _dispatch(self):
@@ -217,7 +237,11 @@ class MPIVerifier(Verifier):
             now = time.perf_counter()
             self.queueWaits.append(now - queued)
             self._busy[rank] = (key, now)
-            self._sends.append(self.comm.isend((key, *job), dest=rank, tag=_JOB))
+            parameters = None
+            if self._rankVersion.get(rank) != self._parametersVersion:
+                parameters = self._parameters
+                self._rankVersion[rank] = self._parametersVersion
+            self._sends.append(self.comm.isend((key, *job, parameters), dest=rank, tag=_JOB))
         if len(self._sends) > 64:
             self._sends = [request for request in self._sends if not request.Test()]
 
@@ -236,7 +260,9 @@ class MPIVerifier(Verifier):
             self._busy.pop(rank, None)
             self._idle.append(rank)
             if tag == _ERROR:
-                raise RuntimeError(f"verifier rank {rank} failed to evaluate the target at step {key[1]}: {payload}")
+                if key in self._wanted:  # raised when asked for: the position may yet be discarded
+                    self._errors[key] = f"verifier rank {rank} failed to evaluate the target at step {key[1]}: {payload}"
+                continue
             self.numEvaluations += 1
             self.targetSeconds += seconds
             if key in self._wanted:
@@ -266,6 +292,9 @@ class MPIVerifier(Verifier):
     def resultFull(self, key):
         backoff = _Backoff(2e-5, 5e-5)
         while key not in self._results:
+            if key in self._errors:
+                self._wanted.discard(key)
+                raise RuntimeError(self._errors.pop(key))
             if key not in self._wanted:
                 raise KeyError(f"no evaluation was submitted for {key}")
             # Checked even while other ranks answer: a hung rank holding a discarded job must show too.
@@ -332,9 +361,12 @@ def serve(comm, context, draftContext=None):
         message = comm.recv(source=0, tag=tag)
         if tag == _STOP:
             return
-        key, positions, box, wantEnergy = message
+        key, positions, box, wantEnergy, parameters = message
         start = time.perf_counter()
         try:
+            for name, value in (parameters or {}).items():
+                if context.getParameter(name) != value:
+                    context.setParameter(name, value)
             if box is not None:
                 context.setPeriodicBoxVectors(*box)
             context.setPositions(positions)
