@@ -7,18 +7,22 @@ what a user-set state does).  The serial chain is one Context whose random
 stream simply continues, so repetitions are independent.
 
 The comparison is a two-sample Kolmogorov-Smirnov test on every coordinate of
-the final positions and velocities of the massive particles and on a few fixed
-random projections of the whole final state, combined with a Bonferroni
-correction: ``p = min(1, n_projections * min_i p_i)``.
+the final positions (a virtual site's included) and of the velocities of the
+massive particles and on a few fixed random projections of the whole final state,
+combined with a Bonferroni correction: ``p = min(1, n_projections * min_i p_i)``.
 """
+
+from contextlib import nullcontext
+from unittest import mock
 
 import numpy as np
 import openmm
 from scipy import stats
 
-from openmm_lsd import SpeculativeSimulation
+from openmm_lsd import SpeculativeSimulation, _systems
 from openmm_lsd.integrators import LeapfrogLangevinIntegrator
 
+import controls
 from systems import startPositions, startVelocities, topology, toy
 
 STEPS = 6
@@ -28,48 +32,74 @@ DT = 0.004
 START_STEP = 3
 
 
-def make_systems(constraint, cmm, virtualSite=False):
+#: the site definition of the virtual-site control: another average of other parents (the target's is 0, 1, 1/2, 1/2)
+WRONG_SITE = (0, 2, 0.2, 0.8)
+
+
+def make_systems(constraint, cmm, virtualSite=False, ripple=0.15, draftSite=None, kind="chain"):
+    """(target, draft).  ``kind='chain'``: the 3-particle chain of tests/systems.py, the draft's wells softer,
+    shifted and rippled; ``'stiff'``: one particle (12 Da) in a 400 kJ/mol/nm^2 well drafted by an 80,000
+    one, a force error that changes fast with position (the leak control's configuration)."""
+    if kind == "stiff":
+        return toy(1, k=(400.0,) * 3, bond=0), toy(1, k=(80_000.0,) * 3, bond=0)
     kwargs = dict(constraint=constraint, cmm=cmm, virtualSite=virtualSite)
     target = toy(**kwargs)
-    draft = toy(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.15, **kwargs)
+    site = openmm.TwoParticleAverageSite(*draftSite) if draftSite else None
+    draft = toy(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=ripple, site=site, **kwargs)
     return target, draft
 
 
+def start(kind="chain", virtualSite=False):
+    """The fixed start state (x0, v0) of every repetition."""
+    if kind == "stiff":  # off the well's centre: the first step is almost always rejected, and leaks
+        return np.array([[0.02, 0.01, -0.005]]), startVelocities(1)
+    return startPositions(3, virtualSite), startVelocities(3, virtualSite)
+
+
 def lsd_samples(constraint, cmm, scheme, reps, control=None, window=4, correction="none", lag=None,
-                virtualSite=False, seed0=1000):
-    target, draft = make_systems(constraint, cmm, virtualSite)
+                virtualSite=False, seed0=1000, steps=STEPS, ripple=0.15, kind="chain"):
+    """``control``: a name of the engine's test hooks, of :mod:`controls`' controllers, or ``'wrong_site'``
+    (the draft's own virtual-site definition, slipped past the check that refuses it)."""
+    target, draft = make_systems(constraint, cmm, virtualSite, ripple,
+                                 draftSite=WRONG_SITE if control == "wrong_site" else None, kind=kind)
     n = target.getNumParticles()
-    sim = SpeculativeSimulation(topology(n), target, draft, TEMPERATURE, FRICTION, DT, window=window,
-                                scheme=scheme, draftCorrection=correction, correctionLag=lag,
-                                platform="Reference", seed=seed0, _control=control)
-    controller = sim._controller
-    x0, v0 = startPositions(3, virtualSite), startVelocities(3, virtualSite)
+    engineControl = None if control in controls.CONTROLLERS or control == "wrong_site" else control
+    with mock.patch.object(_systems, "checkSystems", lambda *a: None) if control == "wrong_site" else nullcontext():
+        sim = SpeculativeSimulation(topology(n), target, draft, TEMPERATURE, FRICTION, DT, window=window,
+                                    scheme=scheme, draftCorrection=correction, correctionLag=lag,
+                                    platform="Reference", seed=seed0, _control=engineControl)
+    controller = controls.install(sim, control) if control in controls.CONTROLLERS else sim._controller
+    x0, v0 = start(kind, virtualSite)
     out = np.empty((reps, 2, n, 3))
     for r in range(reps):
         controller.seed = seed0 + r
         controller.reset(x0, v0, START_STEP)
-        controller.advance(STEPS)
+        controller.advance(steps)
         out[r, 0] = controller.positions
         out[r, 1] = controller.velocities
     return out, controller.statistics
 
 
-def serial_samples(constraint, cmm, scheme, reps, virtualSite=False, seed=4242):
-    target, _ = make_systems(constraint, cmm, virtualSite)
+def serial_samples(constraint, cmm, scheme, reps, virtualSite=False, seed=4242, steps=STEPS, kind="chain"):
+    """The serial integrator's samples: OpenMM's LangevinMiddleIntegrator, or its LangevinIntegrator for
+    ``'Langevin'``, or the package's leapfrog one."""
+    target, _ = make_systems(constraint, cmm, virtualSite, kind=kind)
     n = target.getNumParticles()
     if scheme == "leapfrog":
         integrator = LeapfrogLangevinIntegrator(TEMPERATURE, FRICTION, DT)
+    elif scheme == "Langevin":
+        integrator = openmm.LangevinIntegrator(TEMPERATURE, FRICTION, DT)
     else:
         integrator = openmm.LangevinMiddleIntegrator(TEMPERATURE, FRICTION, DT)
     integrator.setRandomNumberSeed(seed)
     context = openmm.Context(target, integrator, openmm.Platform.getPlatformByName("Reference"))
-    x0, v0 = startPositions(3, virtualSite), startVelocities(3, virtualSite)
+    x0, v0 = start(kind, virtualSite)
     out = np.empty((reps, 2, n, 3))
     for r in range(reps):
         context.setPositions(x0)
         context.setVelocities(v0)
         context.setStepCount(START_STEP)
-        integrator.step(STEPS)
+        integrator.step(steps)
         state = context.getState(getPositions=True, getVelocities=True)
         out[r, 0] = state.getPositions(asNumpy=True)._value
         out[r, 1] = state.getVelocities(asNumpy=True)._value
@@ -77,10 +107,12 @@ def serial_samples(constraint, cmm, scheme, reps, virtualSite=False, seed=4242):
 
 
 def projections(samples, numRandom=6):
-    """The columns compared: every massive coordinate of x and v, and fixed random projections."""
-    flat = samples[:, :, :3, :].reshape(len(samples), -1)
+    """The columns compared: every coordinate of x (a virtual site's included) and of the massive
+    particles' v, and fixed random projections."""
+    massive = min(samples.shape[2], 3)
+    flat = np.hstack([samples[:, 0].reshape(len(samples), -1), samples[:, 1, :massive].reshape(len(samples), -1)])
     # Standardise by fixed scales so that random projections mix positions and velocities sensibly.
-    scale = np.where(np.arange(flat.shape[1]) < flat.shape[1] // 2, 0.01, 1.0)
+    scale = np.where(np.arange(flat.shape[1]) < samples.shape[2] * 3, 0.01, 1.0)
     rng = np.random.default_rng(7)
     directions = rng.standard_normal((flat.shape[1], numRandom))
     return np.hstack([flat, (flat / scale) @ directions])

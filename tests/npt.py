@@ -13,10 +13,11 @@ as the LSD controller's do after ``resetAdaptation``).
 
 import numpy as np
 import openmm
-from openmm import app
+from openmm import app, unit
 from scipy import stats
 
 from openmm_lsd import SpeculativeSimulation
+from openmm_lsd.barostat import VolumeMoves, boxVolume
 from openmm_lsd.integrators import LeapfrogLangevinIntegrator
 
 TEMPERATURE = 300.0
@@ -35,7 +36,7 @@ EDGE = 1.15
 ANISOTROPIC_PRESSURES = (600.0, 1000.0, 1500.0)
 
 
-def _system(sigma, epsilon, barostat=True, anisotropic=False):
+def _system(sigma, epsilon, barostat=True, anisotropic=False, frequency=FREQUENCY):
     system = openmm.System()
     system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.eye(3) * EDGE))
     lj = openmm.NonbondedForce()
@@ -52,15 +53,16 @@ def _system(sigma, epsilon, barostat=True, anisotropic=False):
     system.addForce(lj)
     if barostat and anisotropic:
         system.addForce(openmm.MonteCarloAnisotropicBarostat(openmm.Vec3(*ANISOTROPIC_PRESSURES), TEMPERATURE,
-                                                             True, False, True, FREQUENCY))
+                                                             True, False, True, frequency))
     elif barostat:
-        system.addForce(openmm.MonteCarloBarostat(PRESSURE, TEMPERATURE, FREQUENCY))
+        system.addForce(openmm.MonteCarloBarostat(PRESSURE, TEMPERATURE, frequency))
     return system
 
 
-def systems(anisotropic=False):
+def systems(anisotropic=False, frequency=FREQUENCY):
     """(target, draft); the draft carries no barostat (the controller moves both)."""
-    return _system(0.34, 1.2, anisotropic=anisotropic), _system(0.32, 0.7, barostat=False, anisotropic=anisotropic)
+    return (_system(0.34, 1.2, anisotropic=anisotropic, frequency=frequency),
+            _system(0.32, 0.7, barostat=False, anisotropic=anisotropic))
 
 
 def topology():
@@ -109,28 +111,52 @@ def observables(positions, velocities, box, anisotropic=False):
                            velocities[:2].ravel(), directions @ flat])
 
 
+class _NoAdaptation(VolumeMoves):
+    """Negative control: the volume step never adapts (the attempt counters restart at every move)."""
+
+    def decide(self, proposal, energy, newEnergy, control=None):
+        accepted = super().decide(proposal, energy, newEnergy, control)
+        self.numAttempted = [0] * len(self.numAttempted)
+        self.numAccepted = [0] * len(self.numAccepted)
+        return accepted
+
+
 def lsdSamples(reps, control=None, window=4, correction="extrapolate-quadratic", seed0=5000, lag=2,
-               scheme="LangevinMiddle", anisotropic=False):
-    target, draft = systems(anisotropic)
+               scheme="LangevinMiddle", anisotropic=False, frequency=FREQUENCY, startStep=START_STEP, steps=STEPS,
+               lastMove=False):
+    """``control`` also takes the harness's own broken variants: ``'schedule_by_index'`` (moves before steps
+    whose absolute index is a multiple of the frequency, the rule before OpenMM's count was followed) and
+    ``'no_adaptation'``.  ``lastMove``: one more column, the volume change of the last step (its move's
+    size is drawn within the adapted volume step, so this column sees the adaptation directly)."""
+    target, draft = systems(anisotropic, frequency)
+    engineControl = control if control not in ("schedule_by_index", "no_adaptation") else None
     sim = SpeculativeSimulation(topology(), target, draft, TEMPERATURE, FRICTION, DT, window=window, scheme=scheme,
                                 draftCorrection=correction, correctionLag=lag, platform="Reference", seed=seed0,
-                                _control=control)
+                                _control=engineControl)
     controller = sim._controller
+    if control == "no_adaptation":
+        controller.barostat.__class__ = _NoAdaptation
     x0, v0 = start()
     box0 = np.eye(3) * EDGE
     out = []
     for r in range(reps):
         controller.seed = seed0 + r
         controller.barostat.resetAdaptation()
-        controller.reset(x0, v0, START_STEP, box0)
-        controller.advance(STEPS)
-        out.append(observables(controller.positions, controller.velocities, controller.box, anisotropic))
+        # A fresh Context's barostat counts from 0 (the broken schedule: from the step index).
+        controller.barostat.startCounting(startStep, startStep if control == "schedule_by_index" else 0)
+        controller.reset(x0, v0, startStep, box0)
+        controller.advance(steps - 1)
+        before = boxVolume(controller.box)
+        controller.advance(1)
+        row = observables(controller.positions, controller.velocities, controller.box, anisotropic)
+        out.append(np.append(row, boxVolume(controller.box) - before) if lastMove else row)
     return np.array(out), controller.statistics
 
 
-def serialSamples(reps, seed=777, scheme="LangevinMiddle", anisotropic=False):
+def serialSamples(reps, seed=777, scheme="LangevinMiddle", anisotropic=False, frequency=FREQUENCY,
+                  startStep=START_STEP, steps=STEPS, lastMove=False):
     """OpenMM's LangevinMiddleIntegrator (or the package's leapfrog one) with OpenMM's barostat."""
-    target, _ = systems(anisotropic)
+    target, _ = systems(anisotropic, frequency)
     x0, v0 = start()
     platform = openmm.Platform.getPlatformByName("Reference")
     out = []
@@ -144,11 +170,15 @@ def serialSamples(reps, seed=777, scheme="LangevinMiddle", anisotropic=False):
         context = openmm.Context(target, integrator, platform)
         context.setPositions(x0)
         context.setVelocities(v0)
-        context.setStepCount(START_STEP)
-        integrator.step(STEPS)
+        context.setStepCount(startStep)
+        integrator.step(steps - 1)
+        before = context.getState().getPeriodicBoxVolume().value_in_unit(unit.nanometer**3)
+        integrator.step(1)
         state = context.getState(getPositions=True, getVelocities=True)
-        out.append(observables(state.getPositions(asNumpy=True)._value, state.getVelocities(asNumpy=True)._value,
-                               state.getPeriodicBoxVectors(asNumpy=True)._value, anisotropic))
+        row = observables(state.getPositions(asNumpy=True)._value, state.getVelocities(asNumpy=True)._value,
+                          state.getPeriodicBoxVectors(asNumpy=True)._value, anisotropic)
+        volume = state.getPeriodicBoxVolume().value_in_unit(unit.nanometer**3)
+        out.append(np.append(row, volume - before) if lastMove else row)
     return np.array(out)
 
 

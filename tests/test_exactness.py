@@ -40,11 +40,17 @@ CONTROL_P = 1e-6
 DEFAULT = dict(scheme="LangevinMiddle", constraint=True, cmm=2, correction="offset", lag=2, reps=10_000)
 CONFIGS = {
     "default": DEFAULT,
-    "middle-plain": dict(scheme="LangevinMiddle", constraint=False, cmm=None, correction="none", reps=5_000),
+    # The default correction at its default lag 8, over 12 steps so that its lag source (x_{j-9}) and the two
+    # points before it are reached (weaker ripple: acceptance ~0.76, so ~11% of repetitions draft 9 steps
+    # past their last restart).
+    "default-lag8": dict(scheme="LangevinMiddle", constraint=True, cmm=2, correction="extrapolate-quadratic",
+                         window=8, steps=12, ripple=0.02, reps=10_000),
+    "middle-plain": dict(scheme="LangevinMiddle", constraint=False, cmm=None, correction="none", reps=5_000,
+                         variants=("DraftFailsOnNoise",), extra=("FallBackOnNoiseFailure",)),
     "middle-constraint": dict(scheme="LangevinMiddle", constraint=True, cmm=None, correction="none", reps=5_000),
     "middle-cmm": dict(scheme="LangevinMiddle", constraint=False, cmm=1, correction="none", reps=5_000),
     "middle-vsite": dict(scheme="LangevinMiddle", constraint=True, cmm=2, correction="offset", lag=3,
-                         virtualSite=True, reps=10_000),
+                         virtualSite=True, reps=10_000, extra=("wrong_site",)),
     "leapfrog-plain": dict(scheme="leapfrog", constraint=False, cmm=None, correction="none", reps=5_000),
     "leapfrog-constraint-cmm": dict(scheme="leapfrog", constraint=True, cmm=2, correction="offset", lag=2,
                                     reps=5_000),
@@ -55,32 +61,48 @@ CONFIGS = {
     "middle-refit": dict(scheme="LangevinMiddle", constraint=True, cmm=2, correction="refit", lag=2, reps=10_000),
     "leapfrog-extrapolate": dict(scheme="leapfrog", constraint=True, cmm=2, correction="extrapolate", lag=2,
                                  reps=5_000),
+    # The correction rule's control: a force error that changes fast with position, frequent rejections, lag 2.
+    "leak": dict(scheme="LangevinMiddle", constraint=False, cmm=None, correction="offset", lag=2, steps=4,
+                 kind="stiff", reps=10_000, only=("LeakDiscardedForces",)),
 }
 CONTROLS = ("accept_always", "draft_velocity", "resample_at_draft_mean", "wrong_sigma")
 
+
+def controlsOf(config):
+    """The negative controls a configuration runs (``only``, or the four standard ones plus ``extra``)."""
+    controls = config.get("only") or CONTROLS + tuple(config.get("extra", ()))
+    return [c for c in controls if not (c == "draft_velocity" and config["scheme"] == "leapfrog")]
+
+
+def samples(name, control):
+    """(LSD samples, their statistics, serial samples) of configuration ``name`` with ``control``."""
+    config = dict(CONFIGS[name])
+    reps, scheme = config.pop("reps"), config.pop("scheme")
+    options = {key: config[key] for key in ("steps", "kind") if key in config}
+    serial = serial_samples(config["constraint"], config["cmm"], scheme, reps,
+                            virtualSite=config.get("virtualSite", False), **options)
+    for key in ("window", "ripple"):
+        if key in config:
+            options[key] = config[key]
+    lsd, statistics = lsd_samples(config["constraint"], config["cmm"], scheme, reps, control=control,
+                                  correction=config["correction"], lag=config.get("lag"),
+                                  virtualSite=config.get("virtualSite", False), **options)
+    return lsd, statistics, serial
+
+
 CASES = []
 for name, config in CONFIGS.items():
-    CASES.append(pytest.param(name, None, id=f"{name}-exact"))
-    for control in CONTROLS:
-        if control == "draft_velocity" and config["scheme"] == "leapfrog":
-            continue
-        CASES.append(pytest.param(name, control, id=f"{name}-{control}"))
+    for variant in (None,) + tuple(config.get("variants", ())):
+        CASES.append(pytest.param(name, variant, True, id=f"{name}-{variant or 'exact'}"))
+    for control in controlsOf(config):
+        CASES.append(pytest.param(name, control, False, id=f"{name}-{control}"))
 
 
-@pytest.mark.parametrize("name, control", CASES)
-def test_law_matches_serial(name, control):
-    config = dict(CONFIGS[name])
-    reps = config.pop("reps")
-    scheme = config.pop("scheme")
-    correction = config.pop("correction")
-    lag = config.pop("lag", None)
-    serialScheme = "leapfrog" if scheme == "leapfrog" else "LangevinMiddle"
-    serial = serial_samples(config["constraint"], config["cmm"], serialScheme, reps,
-                            virtualSite=config.get("virtualSite", False))
-    lsd, statistics = lsd_samples(config["constraint"], config["cmm"], scheme, reps, control=control,
-                                  correction=correction, lag=lag, virtualSite=config.get("virtualSite", False))
+@pytest.mark.parametrize("name, control, exact", CASES)
+def test_law_matches_serial(name, control, exact):
+    lsd, statistics, serial = samples(name, control)
     p = two_sample_p(lsd, serial)
-    if control is None:
+    if exact:
         # The draft must be far enough from the target for the test to mean something.
         assert 0.2 < statistics.acceptanceRate < 0.9, statistics
         assert p > EXACT_P, f"{name}: LSD differs from the serial integrator, p = {p:.3g}"

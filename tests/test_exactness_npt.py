@@ -24,7 +24,13 @@ Sample sizes and measured p (docs/exactness.md):
 - leapfrog scheme: R = 3,000, exact and its draft-energy control;
 - MonteCarloAnisotropicBarostat (x and z scaled at 600 and 1500 bar, y fixed; cutoff
   0.5 nm; the box's x and z edges compared too, 21 columns): R = 3,000, exact and its
-  draft-energy control.
+  draft-energy control;
+- the move schedule from step 5 with frequency 4 over 7 steps (OpenMM counts the steps its
+  Context took, one move; by step index there would be two): R = 3,000, exact and the
+  control 'schedule_by_index';
+- the adaptive volume step over 40 attempts (frequency 1, the step grows 4 times; the last
+  move's volume change is a 20th column): R = 2,000, exact and the control
+  'no_adaptation' (the volume step never changes).
 """
 
 import functools
@@ -39,33 +45,50 @@ EXACT_P = 1e-3
 CONTROL_P = 1e-6
 
 
+#: the move schedule from a start step that is no multiple of the frequency: OpenMM counts the steps its
+#: Context has taken, so from step 5 with frequency 4 it moves once in 7 steps (before the 4th), where a
+#: schedule by step index would move twice (before steps 8 and 12)
+SCHEDULE = dict(frequency=4, startStep=5, steps=7)
+#: the adaptive volume step over 40 attempts (a move before every step): the step grows by 1.1 after each
+#: 10 attempts with more than 3/4 accepted (~0.9 here), 4 times; the last move's volume change is compared
+ADAPTATION = dict(frequency=1, startStep=5, steps=40, lastMove=True)
+
+
 @functools.lru_cache(maxsize=None)
-def serial(reps, scheme, anisotropic=False):
-    return npt.serialSamples(reps, scheme=scheme, anisotropic=anisotropic)
+def serial(reps, scheme, anisotropic=False, protocol=None):
+    return npt.serialSamples(reps, scheme=scheme, anisotropic=anisotropic, **PROTOCOLS[protocol])
 
 
-def reference(scheme, reps, anisotropic):
+PROTOCOLS = {None: {}, "schedule": SCHEDULE, "adaptation": ADAPTATION}
+
+
+def reference(scheme, reps, anisotropic, protocol=None):
     """The serial samples a case is compared with (the default path's 10,000 serve its controls too)."""
-    if scheme == "LangevinMiddle" and not anisotropic:
+    if scheme == "LangevinMiddle" and not anisotropic and protocol is None:
         return serial(10_000, scheme)[:reps]
-    return serial(reps, scheme, anisotropic)
+    return serial(reps, scheme, anisotropic, protocol)
 
 
 CASES = [
-    pytest.param("LangevinMiddle", None, 10_000, False, id="middle-exact"),
-    pytest.param("LangevinMiddle", "barostat_draft_energy", 3_000, False, id="middle-barostat_draft_energy"),
-    pytest.param("LangevinMiddle", "barostat_no_log", 10_000, False, id="middle-barostat_no_log"),
-    pytest.param("leapfrog", None, 3_000, False, id="leapfrog-exact"),
-    pytest.param("leapfrog", "barostat_draft_energy", 3_000, False, id="leapfrog-barostat_draft_energy"),
-    pytest.param("LangevinMiddle", None, 3_000, True, id="anisotropic-exact"),
-    pytest.param("LangevinMiddle", "barostat_draft_energy", 3_000, True, id="anisotropic-barostat_draft_energy"),
+    pytest.param("LangevinMiddle", None, 10_000, False, None, id="middle-exact"),
+    pytest.param("LangevinMiddle", "barostat_draft_energy", 3_000, False, None, id="middle-barostat_draft_energy"),
+    pytest.param("LangevinMiddle", "barostat_no_log", 10_000, False, None, id="middle-barostat_no_log"),
+    pytest.param("leapfrog", None, 3_000, False, None, id="leapfrog-exact"),
+    pytest.param("leapfrog", "barostat_draft_energy", 3_000, False, None, id="leapfrog-barostat_draft_energy"),
+    pytest.param("LangevinMiddle", None, 3_000, True, None, id="anisotropic-exact"),
+    pytest.param("LangevinMiddle", "barostat_draft_energy", 3_000, True, None, id="anisotropic-barostat_draft_energy"),
+    pytest.param("LangevinMiddle", None, 3_000, False, "schedule", id="schedule-exact"),
+    pytest.param("LangevinMiddle", "schedule_by_index", 3_000, False, "schedule", id="schedule-schedule_by_index"),
+    pytest.param("LangevinMiddle", None, 2_000, False, "adaptation", id="adaptation-exact"),
+    pytest.param("LangevinMiddle", "no_adaptation", 2_000, False, "adaptation", id="adaptation-no_adaptation"),
 ]
 
 
-@pytest.mark.parametrize("scheme, control, reps, anisotropic", CASES)
-def test_npt_law_matches_openmm(scheme, control, reps, anisotropic):
-    samples, statistics = npt.lsdSamples(reps, control=control, scheme=scheme, anisotropic=anisotropic)
-    p = npt.twoSampleP(samples, reference(scheme, reps, anisotropic))
+@pytest.mark.parametrize("scheme, control, reps, anisotropic, protocol", CASES)
+def test_npt_law_matches_openmm(scheme, control, reps, anisotropic, protocol):
+    samples, statistics = npt.lsdSamples(reps, control=control, scheme=scheme, anisotropic=anisotropic,
+                                         **PROTOCOLS[protocol])
+    p = npt.twoSampleP(samples, reference(scheme, reps, anisotropic, protocol))
     if control is None:
         assert 0.2 < statistics.acceptanceRate < 0.95, statistics
         assert 0.3 < statistics.volumeMovesAccepted / statistics.volumeMoves < 0.98
