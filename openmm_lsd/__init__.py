@@ -5,11 +5,12 @@ verifies them in parallel, and a reflection-maximal coupling keeps the accepted
 trajectory's law exactly that of the serial target run (see DESIGN.md).
 """
 
-from .controller import Statistics, stepNoise
+from .controller import stepNoise
 from .coupling import acceptanceProbability, couple
 from .integrators import LeapfrogLangevinIntegrator
 from .reporters import StatisticsReporter
 from .simulation import SpeculativeSimulation
+from .statistics import Statistics
 from .verifiers import BatchedVerifier, InProcessVerifier, Verifier
 from .verifiers.mpi import assignDevice
 

@@ -51,14 +51,12 @@ def estimate(simulationFactory, positions, velocities, steps=400, verifiers=(1, 
         Sampled steps (one serial target evaluation each), after a warm-up of
         window + lag steps (the correction needs verified history first) that is not counted.
     """
-    from .controller import Statistics
-
     sim = simulationFactory()
     try:
         sim.context.setPositions(positions)
         sim.context.setVelocities(velocities)
         sim.step(sim.window + (sim.correction.lag or 0))
-        sim._controller.statistics = Statistics(sim.window)
+        sim.resetStatistics()
         evaluations, targetSeconds = sim.verifier.numEvaluations, sim.verifier.targetSeconds
         start = time.perf_counter()
         sim.step(steps)

@@ -209,16 +209,15 @@ class VolumeMoves:
         return Proposal(int(step), axis, self.scale(positions, factor), np.asarray(box) * factor[None, :], volume,
                         newVolume, deltaVolume, u2)
 
-    def work(self, proposal, energy, newEnergy, control=None):
+    def work(self, proposal, energy, newEnergy):
         """w = E' - E + P dV - N_s kT ln(V'/V) (kJ/mol; P the scaled axis's pressure if anisotropic) and kT."""
         kT = BOLTZ * self.temperature
-        logTerm = 0.0 if control == "barostat_no_log" else self.numScaled * kT * math.log(
-            proposal.newVolume / proposal.volume)
+        logTerm = self.numScaled * kT * math.log(proposal.newVolume / proposal.volume)
         return newEnergy - energy + self.pressures[proposal.axis] * BAR * proposal.deltaVolume - logTerm, kT
 
-    def decide(self, proposal, energy, newEnergy, control=None):
+    def decide(self, proposal, energy, newEnergy):
         """Accept or reject ``proposal`` from the two target energies (kJ/mol); adapt the volume step."""
-        w, kT = self.work(proposal, energy, newEnergy, control)
+        w, kT = self.work(proposal, energy, newEnergy)
         accepted = not (w > 0 and proposal.uniform > math.exp(-w / kT))
         i = proposal.axis
         self.attempts += 1

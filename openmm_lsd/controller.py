@@ -28,13 +28,10 @@ import openmm
 
 from .coupling import acceptanceProbability, couple
 from .integrators import XPRE_SET, setCoefficients
+from .statistics import Statistics
 from .verifiers.base import stateArray
 
 logger = logging.getLogger(__name__)
-
-_CONTROLS = (None, "accept_always", "draft_velocity", "resample_at_draft_mean", "wrong_sigma",
-             "barostat_draft_energy", "barostat_no_log")
-
 
 def stepNoise(seed, step, numParticles):
     """The draft noise xi_step ~ N(0, I) (shape (N, 3)) and log U_step of one global step.
@@ -47,152 +44,6 @@ def stepNoise(seed, step, numParticles):
     xi = rng.standard_normal((numParticles, 3))
     logU = math.log(1.0 - rng.random())
     return xi, logU, rng
-
-
-class Statistics:
-    """Counters of a speculative run.
-
-    Attributes
-    ----------
-    accepted, rejected, fallbacks : int
-        Verified steps whose draft proposal was accepted, reflected, or replaced by
-        a serial target step because the draft failed (NaN, constraint failure).
-    rounds : int
-        Completed rounds: a round ends at the first rejection or after ``window``
-        consecutive acceptances (DESIGN.md section 7).
-    draftSteps : int
-        Draft steps taken, discarded ones included.
-    targetEvaluations : int
-        Target force evaluations, discarded ones included.
-    expectedAcceptance : float
-        Sum over verified steps of the exact acceptance probability 2 Phi(-|m|/2).
-    volumeMoves, volumeMovesAccepted : int
-        Barostat volume moves attempted and accepted (:mod:`openmm_lsd.barostat`).
-    barostatSeconds : float
-        Wall seconds the controller spent on volume moves: waiting for the trial
-        state's target energy (a serial evaluation, or what is left of it when a
-        verifier rank computed it while the draft ran on) and deciding.
-    """
-
-    def __init__(self, window, capacity=None):
-        self.window = window
-        capacity = max(window, capacity or window)
-        self.accepted = 0
-        self.rejected = 0
-        self.fallbacks = 0
-        self.rounds = 0
-        self.draftSteps = 0
-        self.targetEvaluations = 0
-        self.expectedAcceptance = 0.0
-        self.attemptsByPosition = [0] * capacity
-        self.acceptsByPosition = [0] * capacity
-        self.expectedByPosition = [0.0] * capacity
-        self._roundPosition = 0
-        self.draftSeconds = 0.0
-        self.draftIntegratorSeconds = 0.0
-        self.verifySeconds = 0.0
-        self.volumeMoves = 0
-        self.volumeMovesAccepted = 0
-        self.barostatSeconds = 0.0
-
-    @property
-    def steps(self):
-        """Verified steps."""
-        return self.accepted + self.rejected + self.fallbacks
-
-    @property
-    def acceptanceRate(self):
-        """Fraction of verified steps whose draft proposal was accepted."""
-        return self.accepted / self.steps if self.steps else float("nan")
-
-    @property
-    def acceptanceByPosition(self):
-        """Acceptance rate at window position 0, 1, ... (NaN where never attempted)."""
-        return [a / n if n else float("nan") for a, n in zip(self.acceptsByPosition, self.attemptsByPosition)]
-
-    @property
-    def stepsPerRound(self):
-        """Verified steps per round, counting an unfinished round as one."""
-        rounds = self.rounds + (1 if self._roundPosition else 0)
-        return self.steps / rounds if rounds else float("nan")
-
-    @property
-    def expectedAcceptanceByPosition(self):
-        """Mean exact acceptance probability 2 Phi(-|m|/2) at window position 0, 1, ... (NaN where never attempted)."""
-        return [e / n if n else float("nan") for e, n in zip(self.expectedByPosition, self.attemptsByPosition)]
-
-    def _record(self, accepted, fallback=False, probability=0.0):
-        k = self._roundPosition
-        self.attemptsByPosition[k] += 1
-        self.expectedAcceptance += probability
-        self.expectedByPosition[k] += probability
-        if accepted:
-            self.accepted += 1
-            self.acceptsByPosition[k] += 1
-            self._roundPosition += 1
-            if self._roundPosition >= self.window:
-                self.rounds += 1
-                self._roundPosition = 0
-        else:
-            if fallback:
-                self.fallbacks += 1
-            else:
-                self.rejected += 1
-            self.rounds += 1
-            self._roundPosition = 0
-
-    def _endRound(self):
-        if self._roundPosition:
-            self.rounds += 1
-            self._roundPosition = 0
-
-    def asDict(self):
-        """The statistics as plain Python numbers (for JSON)."""
-        return {
-            "steps": self.steps,
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "fallbacks": self.fallbacks,
-            "rounds": self.rounds,
-            "draftSteps": self.draftSteps,
-            "targetEvaluations": self.targetEvaluations,
-            "acceptanceRate": self.acceptanceRate,
-            "expectedAcceptanceRate": self.expectedAcceptance / self.steps if self.steps else float("nan"),
-            "acceptanceByPosition": self.acceptanceByPosition,
-            "expectedAcceptanceByPosition": self.expectedAcceptanceByPosition,
-            "stepsPerRound": self.stepsPerRound,
-            "window": self.window,
-            "volumeMoves": self.volumeMoves,
-            "volumeMovesAccepted": self.volumeMovesAccepted,
-            "barostatSeconds": self.barostatSeconds,
-        }
-
-    _COUNTERS = ("accepted", "rejected", "fallbacks", "rounds", "draftSteps", "targetEvaluations",
-                 "expectedAcceptance", "attemptsByPosition", "acceptsByPosition", "expectedByPosition",
-                 "_roundPosition", "draftSeconds", "draftIntegratorSeconds", "verifySeconds", "volumeMoves",
-                 "volumeMovesAccepted", "barostatSeconds")
-
-    def counters(self):
-        """Every counter, for checkpoints (JSON-able)."""
-        return {"window": self.window, **{name: getattr(self, name) for name in self._COUNTERS}}
-
-    @classmethod
-    def fromCounters(cls, counters, window, capacity=None):
-        """Statistics continued from :meth:`counters` (by-position lists cut or padded to the capacity)."""
-        s = cls(window, capacity)
-        size = len(s.attemptsByPosition)
-        for name in cls._COUNTERS:
-            value = counters.get(name, getattr(s, name))
-            if isinstance(value, list):
-                value = (list(value) + [type(value[0])(0)] * size)[:size]
-            setattr(s, name, value)
-        if s._roundPosition >= window:
-            s._roundPosition = 0
-        return s
-
-    def __repr__(self):
-        return (f"Statistics(steps={self.steps}, accepted={self.accepted}, rejected={self.rejected}, "
-                f"fallbacks={self.fallbacks}, rounds={self.rounds}, stepsPerRound={self.stepsPerRound:.3f})")
 
 
 _UNSET = object()
@@ -229,8 +80,6 @@ class SpeculativeController:
         A draft correction from :mod:`openmm_lsd.corrections`.
     seed : int
         Keys the per-step noise.
-    control : str or None
-        Test-only negative controls (deliberately wrong variants); never a user option.
     autoWindow : bool
         Choose the window during the run (:meth:`_tuneWindow`), up to ``window``.
     barostat : barostat.VolumeMoves, optional
@@ -240,10 +89,8 @@ class SpeculativeController:
         The run's platform properties, for the force-only draft Context (:meth:`_draftForcesAt`).
     """
 
-    def __init__(self, coeffs, draftContext, replayContext, verifier, window, correction, seed, control=None,
-                 autoWindow=False, barostat=None, platformProperties=None):
-        if control not in _CONTROLS:
-            raise ValueError(f"unknown control {control!r}")
+    def __init__(self, coeffs, draftContext, replayContext, verifier, window, correction, seed, autoWindow=False,
+                 barostat=None, platformProperties=None):
         self.coeffs = coeffs
         self.draftContext = draftContext
         self.draftIntegrator = draftContext.getIntegrator()
@@ -265,7 +112,6 @@ class SpeculativeController:
         self.window = window
         self.correction = correction
         self.seed = seed
-        self.control = control
         system = replayContext.getSystem()
         self.numParticles = system.getNumParticles()
         self._masses = np.array([system.getParticleMass(i)._value for i in range(self.numParticles)])
@@ -374,7 +220,6 @@ class SpeculativeController:
         # The draft integrator keeps its velocity in ``vd`` (its Context's velocities carry x_pre).
         self.draftIntegrator.setPerDofVariableByName("vd", self.velocities)
         self.draftContext.setStepCount(self.step)
-        self._draftVelocities = {self.step: self.velocities}
         self.submitted = self.step
         if evaluation is None:
             self._submit(self.step, self.positions)
@@ -457,8 +302,6 @@ class SpeculativeController:
             record.positions = stateArray(state, "positions")
             record.xpre = stateArray(state, "velocities")  # see integrators.draftIntegrator
             record.failed = not (np.all(np.isfinite(record.positions)) and np.all(np.isfinite(record.xpre)))
-            if self.control == "draft_velocity":
-                self._draftVelocities[j] = np.asarray(self.draftIntegrator.getPerDofVariable(self._vdIndex))
         record.fd = None
         if (self.correction.lag is not None and not threw and not self._verifierDraftForces
                 and not self._originalDraftForces):
@@ -480,44 +323,74 @@ class SpeculativeController:
             self._submit(self.submitted, self.records[self.submitted].positions)
 
     def verify(self):
-        """Decide step t + 1: accept the draft's x_pre, reflect it, or fall back to a serial step."""
+        """Decide step t + 1 as DESIGN.md section 4 lists it: the target mean, the coupling (or the serial
+        fallback), the correction's input, the target's own finish of the step, the commit."""
         j = self.step + 1
         record = self.records[j]
         forces = self._targetForce(j - 1)
         start = time.perf_counter()
-        # Phase A: CMMotionRemover at step count j-1, then the target mean from the target velocity.
+        muTarget = self._targetMean(j, forces)
+        fallback = self._fallsBack(record)
+        if fallback:
+            accepted, probability, xpre = False, 0.0, muTarget + self.sigma * record.xi
+        else:
+            accepted, probability, xpre = self._couple(record, muTarget)
+        self._recordDifference(j, forces, record)
+        positions, velocities = self._finishTargetStep(j, xpre)
+        self._commit(j, positions, velocities, accepted, fallback, probability)
+        self.statistics.verifySeconds += time.perf_counter() - start
+        if fallback and self.statistics.fallbacks in (10, 100, 1000):
+            logger.warning("the draft has failed %d times (NaN or constraint failure); each failure costs a "
+                           "serial target step", self.statistics.fallbacks)
+        if not accepted:
+            self._restart()
+        elif record.failed:
+            # Accepted, but the draft cannot go on from x_j^d: it restarts from the target state.
+            self.statistics._endRound()
+            self._restart()
+
+    def _targetMean(self, j, forces):
+        """mu_t of step j from the target state (x_{j-1}, v^t_{j-1}) and F_t(x_{j-1}): phase A of the replay
+        (CMMotionRemover at step count j - 1, then v1), mu_t = x + meanFactor v1 (DESIGN.md sections 2, 6)."""
         self.replayContext.setStepCount(j - 1)
-        if self.control == "draft_velocity":
-            self.replayContext.setVelocities(self._draftVelocities[j - 1])
         self._mean.setPerDofVariableByName("ft", forces)
         self.replayIntegrator.setCurrentIntegrator(0)
         self.replayIntegrator.step(1)
         v1 = stateArray(self.replayContext.getState(getVelocities=True), "velocities")
-        muTarget = self.positions + self._meanFactor * v1
+        return self.positions + self._meanFactor * v1
+
+    def _couple(self, record, muTarget):
+        """The reflection-maximal coupling of N(mu_d, sigma^2) and N(mu_t, sigma^2) (DESIGN.md section 4).
+
+        Returns (accepted, 2 Phi(-|m|/2), x_pre^t); only the massive degrees of freedom are coupled.
+        """
         massive = self.massive
-        xi = record.xi[massive]
-        fallback = self._fallsBack(record)
-        probability = 0.0
-        if fallback:
-            accepted = False
-            xpre = muTarget + self.sigma * record.xi
-        else:
-            sig = self._sigmaMassive * (1.5 if self.control == "wrong_sigma" else 1.0)
-            muDraft = record.xpre[massive] - self._sigmaMassive * xi
-            m = ((muTarget[massive] - muDraft) / sig).ravel()
-            u = ((record.xpre[massive] - muDraft) / sig).ravel()
-            probability = acceptanceProbability(m)
-            accepted, w = couple(u, m, record.logU)
-            if self.control == "accept_always":
-                accepted = True
-            if accepted:
-                xpre = record.xpre
-            else:
-                xpre = np.array(muTarget)
-                if self.control == "resample_at_draft_mean":
-                    xpre[massive] = muDraft + self._sigmaMassive * record.rng.standard_normal(muDraft.shape)
-                else:
-                    xpre[massive] = muTarget[massive] + sig * w.reshape(-1, 3)
+        sig = self._couplingSigma()
+        muDraft = record.xpre[massive] - self._sigmaMassive * record.xi[massive]
+        m = ((muTarget[massive] - muDraft) / sig).ravel()
+        u = ((record.xpre[massive] - muDraft) / sig).ravel()
+        probability = acceptanceProbability(m)
+        accepted, w = self._accept(u, m, record.logU)
+        if accepted:
+            return True, probability, record.xpre
+        xpre = np.array(muTarget)
+        xpre[massive] = self._rejected(record, muTarget[massive], muDraft, sig, w)
+        return False, probability, xpre
+
+    def _couplingSigma(self):
+        """sigma of the massive degrees of freedom, (M, 1)."""
+        return self._sigmaMassive
+
+    def _accept(self, u, m, logU):
+        """log U < u.m - |m|^2/2, and the reflected noise w (:func:`openmm_lsd.coupling.couple`)."""
+        return couple(u, m, logU)
+
+    def _rejected(self, record, muTarget, muDraft, sig, w):
+        """x_pre^t of a rejected step: mu_t + sigma (u - 2 (e.u) e), e = m/|m|."""
+        return muTarget + sig * w.reshape(-1, 3)
+
+    def _recordDifference(self, j, forces, record):
+        """dF_{j-1} = F_t(x_{j-1}) - F_d(x_{j-1}), the corrections' input (accepted history only)."""
         fd = record.fd if record.fd is not None else self._draftForces.pop(j - 1, None)
         if fd is None and self._originalDraftForces:
             # F_d of the original draft at the position submitted for j - 1 (what MPI ranks return).
@@ -528,7 +401,9 @@ class SpeculativeController:
             difference = forces - fd
             if np.all(np.isfinite(difference)):
                 self.differences[j - 1] = difference
-        # Phase B: the target's own constraint step from x_{j-1}.
+
+    def _finishTargetStep(self, j, xpre):
+        """(x_j, v^t_j): phase B of the replay, the target's own constraint step from x_{j-1} (DESIGN.md 2, 4)."""
         self._finish.setPerDofVariableByName("xpre", xpre)
         self.replayIntegrator.setCurrentIntegrator(1)
         try:
@@ -545,6 +420,10 @@ class SpeculativeController:
             self.replayContext.setPositions(self.positions)
             self.replayContext.setVelocities(self.velocities)
             raise RuntimeError(f"target step {j} failed ({reason}); the run stops at the last accepted step {self.step}")
+        return positions, velocities
+
+    def _commit(self, j, positions, velocities, accepted, fallback, probability):
+        """Step j joins the accepted history."""
         self.step = j
         self.positions = positions
         self.velocities = velocities
@@ -554,17 +433,6 @@ class SpeculativeController:
         if j >= self.roundStart + self.window:
             self.roundStart = j
         self._prune()
-        self.statistics.verifySeconds += time.perf_counter() - start
-        if fallback:
-            if self.statistics.fallbacks in (10, 100, 1000):
-                logger.warning("the draft has failed %d times (NaN or constraint failure); each failure costs a "
-                               "serial target step", self.statistics.fallbacks)
-        if not accepted:
-            self._restart()
-        elif record.failed:
-            # Accepted, but the draft cannot go on from x_j^d: it restarts from the target state.
-            self.statistics._endRound()
-            self._restart()
 
     def _fallsBack(self, record):
         """Whether step j is the serial target step x_pre = mu_t + sigma xi_j instead of a coupling.
@@ -581,7 +449,6 @@ class SpeculativeController:
         self.forces.pop(t - 1, None)
         self._energies.pop(t - 1, None)
         self._draftForces.pop(t - 1, None)
-        self._draftVelocities.pop(t - 1, None)
         # Pending and future drafts need s >= t - lag - 1, or the last restart's r - 1, and for an
         # extrapolation the `order` indices before each.
         order = getattr(self.correction, "order", 0)
@@ -718,13 +585,11 @@ class SpeculativeController:
         forces, draftForces, newEnergy = self.verifier.resultFull((self.epoch, t, "volume"))
         if energy is None or newEnergy is None:
             raise RuntimeError(f"the verifier returned no energy for the volume move at step {t}")
-        if self.control == "barostat_draft_energy":
-            energy = self._draftEnergyAt(self.positions, self.box)
-            newEnergy = self._draftEnergyAt(proposal.positions, proposal.box)
+        energy, newEnergy = self._moveEnergies(proposal, energy, newEnergy)
         if not (math.isfinite(energy) and math.isfinite(newEnergy) and np.all(np.isfinite(forces))):
             raise RuntimeError(f"the target energy or forces are not finite in the trial box of the volume move at "
                                f"step {t}; the run stops at the last accepted step {self.step}")
-        accepted = self.barostat.decide(proposal, energy, newEnergy, self.control)
+        accepted = self.barostat.decide(proposal, energy, newEnergy)
         self._moveStep = t  # decided (a fault before this point leaves the move to be made on resuming)
         self.statistics.volumeMoves += 1
         if accepted:
@@ -740,10 +605,9 @@ class SpeculativeController:
         self.statistics.barostatSeconds += time.perf_counter() - start
         return accepted
 
-    def _draftEnergyAt(self, positions, box):
-        """E_d at ``positions`` in ``box`` (for the test-only control that decides moves on the draft)."""
-        self._draftForcesAt(positions, box)
-        return self._draftForceContext.getState(getEnergy=True).getPotentialEnergy()._value
+    def _moveEnergies(self, proposal, energy, newEnergy):
+        """The target energies (kJ/mol) at x_t and at the trial state that decide a volume move."""
+        return energy, newEnergy
 
     def _tuneWindow(self):
         """Set the window that maximises DESIGN.md section 7's bound for the measured acceptance and costs.

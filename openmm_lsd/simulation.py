@@ -13,6 +13,7 @@ from . import _systems
 from ._units import positive
 from .barostat import VolumeMoves, boxVolume, findBarostat
 from .controller import SpeculativeController
+from .statistics import Statistics
 from .corrections import makeCorrection
 from .integrators import _Coefficients, canonical_scheme, draftIntegrator, replayIntegrator, serialIntegrator
 from .verifiers import InProcessVerifier, Verifier
@@ -226,9 +227,13 @@ class SpeculativeSimulation:
             self._volumeMoves = VolumeMoves(barostat, self.context.getMolecules(), targetSystem.getNumParticles(),
                                             boxVolume(box))
         self._controller = SpeculativeController(self._coefficients, self._draftContext, self._replayContext,
-                                                 self.verifier, self.window, correction, self.seed, _control,
+                                                 self.verifier, self.window, correction, self.seed,
                                                  autoWindow=autoWindow, barostat=self._volumeMoves,
                                                  platformProperties=platformProperties)
+        if _control is not None:  # a negative control of the law tests (openmm_lsd.testing), never a user option
+            from . import testing
+
+            testing.install(self._controller, _control)
         self._controller.setCoefficients(self._coefficients, self._constraintTolerance)
         self._synced = None
         #: steps taken since this simulation was made: OpenMM's barostat schedules its moves by this count
@@ -286,8 +291,12 @@ class SpeculativeSimulation:
 
     @property
     def statistics(self):
-        """Counters of the run so far (:class:`openmm_lsd.controller.Statistics`)."""
+        """Counters of the run so far (:class:`openmm_lsd.statistics.Statistics`)."""
         return self._controller.statistics
+
+    def resetStatistics(self):
+        """Start the counters afresh (after a warm-up, say); the trajectory is not affected."""
+        self._controller.statistics = Statistics(self.window)
 
     # ---- checkpoints and states --------------------------------------------------------------
 

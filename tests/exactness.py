@@ -22,7 +22,6 @@ from scipy import stats
 from openmm_lsd import SpeculativeSimulation, _systems
 from openmm_lsd.integrators import LeapfrogLangevinIntegrator
 
-import controls
 from systems import startPositions, startVelocities, topology, toy
 
 STEPS = 6
@@ -58,17 +57,17 @@ def start(kind="chain", virtualSite=False):
 
 def lsd_samples(constraint, cmm, scheme, reps, control=None, window=4, correction="none", lag=None,
                 virtualSite=False, seed0=1000, steps=STEPS, ripple=0.15, kind="chain"):
-    """``control``: a name of the engine's test hooks, of :mod:`controls`' controllers, or ``'wrong_site'``
-    (the draft's own virtual-site definition, slipped past the check that refuses it)."""
+    """``control``: a name of :mod:`openmm_lsd.testing`'s variants, or ``'wrong_site'`` (the draft's own
+    virtual-site definition, slipped past the check that refuses it)."""
     target, draft = make_systems(constraint, cmm, virtualSite, ripple,
                                  draftSite=WRONG_SITE if control == "wrong_site" else None, kind=kind)
     n = target.getNumParticles()
-    engineControl = None if control in controls.CONTROLLERS or control == "wrong_site" else control
+    engineControl = None if control == "wrong_site" else control
     with mock.patch.object(_systems, "checkSystems", lambda *a: None) if control == "wrong_site" else nullcontext():
         sim = SpeculativeSimulation(topology(n), target, draft, TEMPERATURE, FRICTION, DT, window=window,
                                     scheme=scheme, draftCorrection=correction, correctionLag=lag,
                                     platform="Reference", seed=seed0, _control=engineControl)
-    controller = controls.install(sim, control) if control in controls.CONTROLLERS else sim._controller
+    controller = sim._controller
     x0, v0 = start(kind, virtualSite)
     out = np.empty((reps, 2, n, 3))
     for r in range(reps):

@@ -17,7 +17,7 @@ from openmm import app, unit
 from scipy import stats
 
 from openmm_lsd import SpeculativeSimulation
-from openmm_lsd.barostat import VolumeMoves, boxVolume
+from openmm_lsd.barostat import boxVolume
 from openmm_lsd.integrators import LeapfrogLangevinIntegrator
 
 TEMPERATURE = 300.0
@@ -111,31 +111,19 @@ def observables(positions, velocities, box, anisotropic=False):
                            velocities[:2].ravel(), directions @ flat])
 
 
-class _NoAdaptation(VolumeMoves):
-    """Negative control: the volume step never adapts (the attempt counters restart at every move)."""
-
-    def decide(self, proposal, energy, newEnergy, control=None):
-        accepted = super().decide(proposal, energy, newEnergy, control)
-        self.numAttempted = [0] * len(self.numAttempted)
-        self.numAccepted = [0] * len(self.numAccepted)
-        return accepted
-
-
 def lsdSamples(reps, control=None, window=4, correction="extrapolate-quadratic", seed0=5000, lag=2,
                scheme="LangevinMiddle", anisotropic=False, frequency=FREQUENCY, startStep=START_STEP, steps=STEPS,
                lastMove=False):
-    """``control`` also takes the harness's own broken variants: ``'schedule_by_index'`` (moves before steps
-    whose absolute index is a multiple of the frequency, the rule before OpenMM's count was followed) and
-    ``'no_adaptation'``.  ``lastMove``: one more column, the volume change of the last step (its move's
+    """``control``: a name of :mod:`openmm_lsd.testing`'s variants, or the harness's own broken schedule
+    ``'schedule_by_index'`` (moves before steps whose absolute index is a multiple of the frequency, the rule
+    before OpenMM's count was followed).  ``lastMove``: one more column, the volume change of the last step (its move's
     size is drawn within the adapted volume step, so this column sees the adaptation directly)."""
     target, draft = systems(anisotropic, frequency)
-    engineControl = control if control not in ("schedule_by_index", "no_adaptation") else None
+    engineControl = None if control == "schedule_by_index" else control
     sim = SpeculativeSimulation(topology(), target, draft, TEMPERATURE, FRICTION, DT, window=window, scheme=scheme,
                                 draftCorrection=correction, correctionLag=lag, platform="Reference", seed=seed0,
                                 _control=engineControl)
     controller = sim._controller
-    if control == "no_adaptation":
-        controller.barostat.__class__ = _NoAdaptation
     x0, v0 = start()
     box0 = np.eye(3) * EDGE
     out = []

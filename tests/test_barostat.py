@@ -35,6 +35,7 @@ def test_scaling_is_openmm_s(rigid, anisotropic):
     else:
         barostat = openmm.MonteCarloBarostat(1.0, 300.0, 1)
     barostat.setScaleMoleculesAsRigid(rigid)
+    barostat.setRandomNumberSeed(2026)  # OpenMM draws seed 0 from the OS: fixed, so the count of moves is too
     system.addForce(barostat)
     integrator = openmm.CustomIntegrator(0.001)
     integrator.addUpdateContextState()  # the barostat's move, and nothing else

@@ -30,7 +30,7 @@ Sample sizes and measured p (docs/exactness.md):
   control 'schedule_by_index';
 - the adaptive volume step over 40 attempts (frequency 1, the step grows 4 times; the last
   move's volume change is a 20th column): R = 2,000, exact and the control
-  'no_adaptation' (the volume step never changes).
+  'barostat_no_adaptation' (the volume step never changes).
 """
 
 import functools
@@ -80,7 +80,7 @@ CASES = [
     pytest.param("LangevinMiddle", None, 3_000, False, "schedule", id="schedule-exact"),
     pytest.param("LangevinMiddle", "schedule_by_index", 3_000, False, "schedule", id="schedule-schedule_by_index"),
     pytest.param("LangevinMiddle", None, 2_000, False, "adaptation", id="adaptation-exact"),
-    pytest.param("LangevinMiddle", "no_adaptation", 2_000, False, "adaptation", id="adaptation-no_adaptation"),
+    pytest.param("LangevinMiddle", "barostat_no_adaptation", 2_000, False, "adaptation", id="adaptation-barostat_no_adaptation"),
 ]
 
 

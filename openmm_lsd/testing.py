@@ -1,0 +1,152 @@
+"""Negative controls: deliberately broken variants of the engine, for the law tests only.
+
+A statistical test of exactness must show that it rejects a broken variant (the
+standards of this package); the variants live here, outside the engine, each as a
+subclass that overrides one phase of :class:`~openmm_lsd.controller.SpeculativeController`
+(or of :class:`~openmm_lsd.barostat.VolumeMoves`).  They are selected by name where a
+test needs them from outside the process (``SpeculativeSimulation(..., _control=name)``,
+``openmm-lsd validate --control``).  Never a user option: each gives a wrong law.
+"""
+
+import numpy as np
+
+from .barostat import BAR, BOLTZ, VolumeMoves
+from .controller import SpeculativeController
+
+
+class AcceptAlways(SpeculativeController):
+    """Every draft proposal accepted: the draft's law."""
+
+    def _accept(self, u, m, logU):
+        return True, None
+
+
+class DraftVelocity(SpeculativeController):
+    """The draft velocity in place of the target velocity in mu_t (DESIGN.md section 4's warning)."""
+
+    def _restart(self, evaluation=None):
+        self._draftVelocities = {self.step: self.velocities}
+        super()._restart(evaluation)
+
+    def draft(self):
+        super().draft()
+        record = self.records[self.draftStep]
+        if not record.failed:
+            self._draftVelocities[self.draftStep] = np.asarray(self.draftIntegrator.getPerDofVariable(self._vdIndex))
+
+    def _targetMean(self, j, forces):
+        self.replayContext.setVelocities(self._draftVelocities[j - 1])
+        return super()._targetMean(j, forces)
+
+    def _prune(self):
+        self._draftVelocities.pop(self.step - 1, None)
+        super()._prune()
+
+
+class ResampleAtDraftMean(SpeculativeController):
+    """A rejection redrawn around the draft mean instead of reflected into the target's Gaussian."""
+
+    def _rejected(self, record, muTarget, muDraft, sig, w):
+        return muDraft + self._sigmaMassive * record.rng.standard_normal(muDraft.shape)
+
+
+class WrongSigma(SpeculativeController):
+    """The coupling computed with 1.5 sigma."""
+
+    def _couplingSigma(self):
+        return self._sigmaMassive * 1.5
+
+
+class LeakDiscardedForces(SpeculativeController):
+    """The correction rule broken (DESIGN.md sections 3, 9): after a rejection at step r, the draft's
+    offset for steps r + 1, ... is F_t - F_d at the *discarded* drafted position x_{r+1}^d, which was
+    drawn with the noise xi_{r+1} that the redrafted step r + 1 uses again."""
+
+    def verify(self):
+        j = self.step + 1
+        ahead = self.records.get(j + 1)
+        discarded = ahead.positions if ahead is not None and not ahead.failed else None
+        super().verify()
+        if discarded is not None and self.restartStep == j:  # rejected at j: the draft restarted there
+            key = (self.epoch, "leak")
+            self.verifier.submit(key, discarded)
+            # The offset's source for drafting j + 1 is the restart's r - 1 = j - 1 (corrections.py).
+            self.differences[j - 1] = self.verifier.result(key) - self._draftForcesAt(discarded)
+
+
+class DraftFailsOnNoise(SpeculativeController):
+    """Not a control but an exact variant that provokes a rare path: the draft "fails" (cannot go on)
+    whenever xi_j[0, 0] > 1, after drawing a finite x_pre^d, as a draft whose constraints fail only for
+    some noises does.  Exact: such a step is coupled, and the draft restarts after it."""
+
+    def draft(self):
+        super().draft()
+        record = self.records[self.draftStep]
+        if record.xi[0, 0] > 1.0:
+            record.failed = True
+            self.draftFailed = True
+
+
+class FallBackOnNoiseFailure(DraftFailsOnNoise):
+    """The fallback rule broken: a failed draft step becomes x_pre = mu_t + sigma xi_j even though x_pre^d
+    was finite, so xi_j is reused for exactly the noises that made the draft fail (a biased law)."""
+
+    def _fallsBack(self, record):
+        return record.failed
+
+
+class BarostatDraftEnergy(SpeculativeController):
+    """Volume moves decided on the draft's energies instead of the target's."""
+
+    def _moveEnergies(self, proposal, energy, newEnergy):
+        return self._draftEnergyAt(self.positions, self.box), self._draftEnergyAt(proposal.positions, proposal.box)
+
+    def _draftEnergyAt(self, positions, box):
+        self._draftForcesAt(positions, box)
+        return self._draftForceContext.getState(getEnergy=True).getPotentialEnergy()._value
+
+
+class WithoutLogTerm(VolumeMoves):
+    """The barostat's N kT ln(V'/V) term left out of the work."""
+
+    def work(self, proposal, energy, newEnergy):
+        return newEnergy - energy + self.pressures[proposal.axis] * BAR * proposal.deltaVolume, BOLTZ * self.temperature
+
+
+class NoAdaptation(VolumeMoves):
+    """The volume step never adapts (the attempt counters restart at every move)."""
+
+    def decide(self, proposal, energy, newEnergy):
+        accepted = super().decide(proposal, energy, newEnergy)
+        self.numAttempted = [0] * len(self.numAttempted)
+        self.numAccepted = [0] * len(self.numAccepted)
+        return accepted
+
+
+#: name -> (controller class or None, barostat class or None)
+CONTROLS = {
+    "accept_always": (AcceptAlways, None),
+    "draft_velocity": (DraftVelocity, None),
+    "resample_at_draft_mean": (ResampleAtDraftMean, None),
+    "wrong_sigma": (WrongSigma, None),
+    "LeakDiscardedForces": (LeakDiscardedForces, None),
+    "DraftFailsOnNoise": (DraftFailsOnNoise, None),
+    "FallBackOnNoiseFailure": (FallBackOnNoiseFailure, None),
+    "barostat_draft_energy": (BarostatDraftEnergy, None),
+    "barostat_no_log": (None, WithoutLogTerm),
+    "barostat_no_adaptation": (None, NoAdaptation),
+}
+
+
+def install(controller, name):
+    """Turn ``controller`` (and its barostat) into the named variant; the state is kept, only phases differ."""
+    if name not in CONTROLS:
+        raise ValueError(f"unknown control {name!r}; known: {sorted(CONTROLS)}")
+    controllerClass, barostatClass = CONTROLS[name]
+    if controllerClass is not None:
+        controller.__class__ = controllerClass
+    if barostatClass is not None:
+        if controller.barostat is None:
+            raise ValueError(f"control {name!r} needs a barostat in the target System")
+        controller.barostat.__class__ = barostatClass
+    return controller
