@@ -37,6 +37,15 @@ def periodic(window=4):
     return sim
 
 
+def resumed(sim, other):
+    """``other`` after loading a checkpoint of ``sim`` taken now."""
+    buffer = io.BytesIO()
+    sim.saveCheckpoint(buffer)
+    buffer.seek(0)
+    other.loadCheckpoint(buffer)
+    return other
+
+
 def state(sim):
     s = sim.context.getState(getPositions=True, getVelocities=True)
     return np.concatenate([s.getPositions(asNumpy=True)._value, s.getVelocities(asNumpy=True)._value])
@@ -57,11 +66,7 @@ def test_a_box_set_on_the_context_is_the_run_s_box_and_survives_a_checkpoint():
     first = periodic()
     first.context.setPeriodicBoxVectors(*(np.eye(3) * 0.95))
     first.step(11)
-    buffer = io.BytesIO()
-    first.saveCheckpoint(buffer)
-    buffer.seek(0)
-    second = periodic(window=3)
-    second.loadCheckpoint(buffer)
+    second = resumed(first, periodic(window=3))
     assert second.context.getState().getPeriodicBoxVolume()._value == pytest.approx(0.95**3, rel=1e-12)
     second.step(19)
     np.testing.assert_array_equal(state(second), state(whole))
@@ -148,11 +153,7 @@ def test_checkpoint_restores_the_settings_in_force():
     first.integrator.setTemperature(450)
     first.integrator.setFriction(2.0)
     first.step(9)
-    buffer = io.BytesIO()
-    first.saveCheckpoint(buffer)
-    buffer.seek(0)
-    second = chain()
-    second.loadCheckpoint(buffer)
+    second = resumed(first, chain())
     assert second.integrator.getTemperature()._value == 450
     assert second.integrator.getFriction()._value == 2.0
     second.step(16)
@@ -231,11 +232,7 @@ def test_barostat_counts_the_steps_taken_as_openmm_does():
     sim.step(1)
     assert sim.statistics.volumeMoves == 1
     sim.step(2)
-    buffer = io.BytesIO()
-    sim.saveCheckpoint(buffer)
-    buffer.seek(0)
-    other = npt_sim()
-    other.loadCheckpoint(buffer)
+    other = resumed(sim, npt_sim())
     other.step(1)
     assert other.statistics.volumeMoves == 1
     other.step(1)  # the 8th step taken
@@ -251,9 +248,5 @@ def test_a_fresh_checkpoint_keeps_the_barostat_s_adaptation():
     assert adapted["volumeScale"] != [sim._volumeMoves.initialVolumeScale]
     x, v = npt.start()
     sim.context.setPositions(x)  # not the accepted state any more: the checkpoint is fresh
-    buffer = io.BytesIO()
-    sim.saveCheckpoint(buffer)
-    buffer.seek(0)
-    other = npt_sim(frequency=1)
-    other.loadCheckpoint(buffer)
+    other = resumed(sim, npt_sim(frequency=1))
     assert other._volumeMoves.state() == adapted
