@@ -29,7 +29,7 @@ import openmm
 from .coupling import acceptanceProbability, couple
 from .integrators import XPRE_SET, setCoefficients
 from .statistics import Statistics
-from .verifiers.base import stateArray
+from .verifiers.base import asEvaluation, createContext, evaluate, stateArray
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class SpeculativeController:
     def _targetForce(self, index):
         """F_t at the accepted position x_index (waits for the verifier)."""
         if index not in self.forces:
-            self._store(index, *self.verifier.resultFull((self.epoch, index)))
+            self._store(index, *asEvaluation(self.verifier.result((self.epoch, index))))
         return self.forces[index]
 
     def _source(self, j):
@@ -510,13 +510,9 @@ class SpeculativeController:
         """F_d at ``positions`` (in ``box``, default the current one) from a force-only Context on the draft
         System (made on first use, on the run's platform with its properties)."""
         if self._draftForceContext is None:
-            self._draftForceContext = openmm.Context(self._differenceSystem, openmm.VerletIntegrator(0.001),
-                                                     self.draftContext.getPlatform(), self._platformProperties)
-        box = self.box if box is None else box
-        if box is not None:
-            self._draftForceContext.setPeriodicBoxVectors(*box)
-        self._draftForceContext.setPositions(positions)
-        return stateArray(self._draftForceContext.getState(getForces=True), "forces")
+            self._draftForceContext = createContext(self._differenceSystem, openmm.VerletIntegrator(0.001),
+                                                    self.draftContext.getPlatform(), self._platformProperties)
+        return evaluate(self._draftForceContext, positions, self.box if box is None else box)[0]
 
     def restoreState(self, meta, arrays):
         """Continue exactly from :meth:`checkpointState`'s output."""
@@ -582,7 +578,7 @@ class SpeculativeController:
         self._targetForce(t)  # the verification of x_t, needed anyway: not the barostat's cost
         start = time.perf_counter()
         energy = self._energies.get(t)
-        forces, draftForces, newEnergy = self.verifier.resultFull((self.epoch, t, "volume"))
+        forces, draftForces, newEnergy = asEvaluation(self.verifier.result((self.epoch, t, "volume")))
         if energy is None or newEnergy is None:
             raise RuntimeError(f"the verifier returned no energy for the volume move at step {t}")
         energy, newEnergy = self._moveEnergies(proposal, energy, newEnergy)

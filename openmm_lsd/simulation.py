@@ -3,7 +3,6 @@
 import atexit
 import logging
 import secrets
-import sys
 
 import numpy as np
 import openmm
@@ -18,7 +17,7 @@ from .corrections import makeCorrection
 from .integrators import _Coefficients, canonical_scheme, draftIntegrator, replayIntegrator, serialIntegrator
 from .verifiers import InProcessVerifier, Verifier
 from .verifiers import mpi as _mpi
-from .verifiers.base import stateArray
+from .verifiers.base import asEvaluation, createContext, stateArray
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +34,6 @@ def _platform(platform):
             names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
             raise ValueError(f"unknown OpenMM platform {platform!r}; available: {names}") from None
     raise TypeError(f"platform must be an openmm.Platform or its name, got {type(platform).__name__}")
-
-
-def _context(system, integrator, platform, properties):
-    if platform is None:
-        return openmm.Context(system, integrator)
-    return openmm.Context(system, integrator, platform, properties or {})
 
 
 def _reportInfo(reporter, simulation):
@@ -182,7 +175,8 @@ class SpeculativeSimulation:
         if verifier == "mpi":
             comm = _mpi.world()
             if comm.Get_rank() > 0:
-                self._serveAndExit(comm, targetSystem, draftSystem, stepSize, platform, platformProperties)
+                # Verifier ranks serve target evaluations until rank 0 is done, then end the process.
+                _mpi.serveAndExit(comm, targetSystem, draftSystem, stepSize, platform, platformProperties)
             verifier = _mpi.MPIVerifier(comm, verifierTimeout)
             atexit.register(verifier.close)
 
@@ -198,20 +192,20 @@ class SpeculativeSimulation:
 
         self.integrator = serialIntegrator(self._coefficients)
         self._constraintTolerance = self.integrator.getConstraintTolerance()
-        self.context = _context(targetSystem, self.integrator, platform, platformProperties)
+        self.context = createContext(targetSystem, self.integrator, platform, platformProperties)
         realPlatform = self.context.getPlatform()
         # A correction that refits the draft changes its Context's parameters: give it a copy of the System.
         # A draft's barostat would move the draft's box on its own: the copy has none.
         ownDraft = _systems.withoutBarostat(draftSystem)
         if ownDraft is draftSystem and getattr(correction, "needsOriginalDraftForces", False):
             ownDraft = openmm.XmlSerializer.clone(draftSystem)
-        self._draftContext = _context(ownDraft, draftIntegrator(self._coefficients), realPlatform,
+        self._draftContext = createContext(ownDraft, draftIntegrator(self._coefficients), realPlatform,
                                       platformProperties)
         replayPlatform = realPlatform
         if realPlatform.getName() == "CPU":
             # Integration on the CPU platform is the reference code; skip its thread pool for a force-free System.
             replayPlatform = openmm.Platform.getPlatformByName("Reference")
-        self._replayContext = _context(_systems.replaySystem(targetSystem, draftSystem),
+        self._replayContext = createContext(_systems.replaySystem(targetSystem, draftSystem),
                                        replayIntegrator(self._coefficients), replayPlatform,
                                        platformProperties if replayPlatform is realPlatform else None)
         if targetSystem.usesPeriodicBoundaryConditions():
@@ -246,22 +240,6 @@ class SpeculativeSimulation:
         if isinstance(verifier, Verifier) or verifier in ("inprocess", "mpi"):
             return verifier
         raise ValueError(f"verifier must be 'inprocess', 'mpi' or a Verifier, got {verifier!r}")
-
-    @staticmethod
-    def _serveAndExit(comm, targetSystem, draftSystem, stepSize, platform, properties):
-        """Verifier ranks: a target Context that serves rank 0, then the end of this process."""
-        rank = comm.Get_rank()
-        properties = dict(properties or {})
-        devices = _mpi.deviceList("OPENMM_LSD_DEVICES")
-        if platform is not None and devices and "DeviceIndex" in platform.getPropertyNames():
-            properties.setdefault("DeviceIndex", devices[(rank - 1) % len(devices)])
-        context = _context(targetSystem, openmm.VerletIntegrator(stepSize), platform, properties)
-        # The draft forces at the same positions, for the offset correction (rank 0's draft runs on the
-        # Platform the target Context gets, so these are the same numbers).
-        draftContext = _context(draftSystem, openmm.VerletIntegrator(stepSize), context.getPlatform(), properties)
-        _mpi.serve(comm, context, draftContext)
-        del context, draftContext
-        sys.exit(0)
 
     def close(self):
         """Release the verifiers (stops MPI verifier ranks).  Called at exit if not before."""
@@ -453,7 +431,7 @@ class SpeculativeSimulation:
         """
         key = ("check", self.context.getStepCount())
         self.verifier.submit(key, positions, box=box, energy=False, urgent=True)
-        theirs = self.verifier.result(key)
+        theirs = asEvaluation(self.verifier.result(key)).forces
         state = self.context.getState(getForces=True)
         mine = stateArray(state, "forces")
         error = float(np.max(np.abs(theirs - mine)))

@@ -12,6 +12,7 @@ import numpy as np
 
 from .barostat import BAR, BOLTZ, VolumeMoves
 from .controller import SpeculativeController
+from .verifiers.base import asEvaluation
 
 
 class AcceptAlways(SpeculativeController):
@@ -71,7 +72,7 @@ class LeakDiscardedForces(SpeculativeController):
             key = (self.epoch, "leak")
             self.verifier.submit(key, discarded)
             # The offset's source for drafting j + 1 is the restart's r - 1 = j - 1 (corrections.py).
-            self.differences[j - 1] = self.verifier.result(key) - self._draftForcesAt(discarded)
+            self.differences[j - 1] = asEvaluation(self.verifier.result(key)).forces - self._draftForcesAt(discarded)
 
 
 class DraftFailsOnNoise(SpeculativeController):

@@ -1,10 +1,10 @@
 """Target verifiers: one interface (:class:`Verifier`), one module per transport."""
 
-from .base import Verifier
+from .base import Evaluation, Verifier
 from .batched import BatchedVerifier
 from .inprocess import InProcessVerifier
 
-__all__ = ["Verifier", "InProcessVerifier", "BatchedVerifier", "MPIVerifier"]
+__all__ = ["Evaluation", "Verifier", "InProcessVerifier", "BatchedVerifier", "MPIVerifier"]
 
 
 def __getattr__(name):

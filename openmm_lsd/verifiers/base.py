@@ -8,22 +8,59 @@ the controller does not know which, and the trajectory does not depend on it
 (DESIGN.md section 9).
 """
 
+from typing import NamedTuple, Optional
+
 import numpy as np
 import openmm
+from openmm import unit
+
+
+class Evaluation(NamedTuple):
+    """What a verifier returns for one submitted position: target forces (N, 3) in kJ/mol/nm, the draft
+    forces at the same positions where the verifier computes them (MPI ranks), and the target's potential
+    energy in kJ/mol where it was asked for."""
+
+    forces: np.ndarray
+    draftForces: Optional[np.ndarray] = None
+    energy: Optional[float] = None
+
+
+def asEvaluation(result):
+    """An :class:`Evaluation` from a verifier's result (a plain force array from a user's own verifier too)."""
+    return result if isinstance(result, Evaluation) else Evaluation(np.asarray(result, dtype=np.float64))
+
+
+def createContext(system, integrator, platform=None, properties=None):
+    """An OpenMM Context on ``platform`` (OpenMM's choice when None) with ``properties``."""
+    if platform is None:
+        return openmm.Context(system, integrator)
+    return openmm.Context(system, integrator, platform, properties or {})
+
+
+def evaluate(context, positions, box=None, energy=False):
+    """(forces (N, 3) in kJ/mol/nm, potential energy in kJ/mol or None) of ``context`` at ``positions`` (nm),
+    in ``box`` ((3, 3) nm) where given: the one way every verifier and the controller evaluate a Context."""
+    if box is not None:
+        context.setPeriodicBoxVectors(*box)
+    context.setPositions(positions)
+    state = context.getState(getForces=True, getEnergy=energy)
+    return stateArray(state, "forces"), (state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+                                         if energy else None)
 
 
 class Verifier:
     """Base class of target-force evaluators.
 
     Subclasses implement :meth:`submit`, :meth:`result` and :meth:`cancel`.
-    Forces are returned as float64 arrays of shape (N, 3) in kJ/mol/nm.
+    :meth:`result` returns an :class:`Evaluation` (a plain float64 (N, 3) force array in
+    kJ/mol/nm is accepted too, from verifiers written before it).
     """
 
     #: number of target force evaluations performed (including discarded ones)
     numEvaluations = 0
     #: wall seconds spent inside target evaluations, as seen by this process
     targetSeconds = 0.0
-    #: whether :meth:`resultWithDraft` also returns the draft forces at the submitted positions
+    #: whether :meth:`result` also returns the draft forces at the submitted positions
     providesDraftForces = False
     #: how many evaluations run at once (MPI: the number of ranks; in-process: 1); None when submissions
     #: never wait for a free evaluator (batched verifiers). The controller's scheduling reads it.
@@ -45,29 +82,15 @@ class Verifier:
         """Queue an evaluation of the target forces at ``positions`` (nm, (N, 3) array).
 
         ``box`` ((3, 3), nm), where given, is set before the evaluation; with ``energy``
-        the potential energy is computed too (:meth:`resultFull`).  Only verifiers with
+        the potential energy is computed too (:meth:`result`).  Only verifiers with
         ``supportsVolumeMoves`` are ever given either.  ``urgent`` jobs (a volume move's
         trial, which the controller waits for) go before those already queued.
         """
         raise NotImplementedError
 
     def result(self, key):
-        """Return the target forces for ``key``, waiting if they are not ready."""
+        """The :class:`Evaluation` for ``key``, waiting if it is not ready."""
         raise NotImplementedError
-
-    def resultWithDraft(self, key):
-        """``(target forces, draft forces or None)`` for ``key``.
-
-        Verifiers that hold a draft Context too (MPI ranks) return the draft
-        forces at the same positions, which the offset correction needs; the
-        controller then need not read them back from its own draft Context.
-        """
-        return self.result(key), None
-
-    def resultFull(self, key):
-        """``(target forces, draft forces or None, potential energy in kJ/mol or None)`` for ``key``."""
-        forces, draftForces = self.resultWithDraft(key)
-        return forces, draftForces, None
 
     def cancel(self, predicate):
         """Forget every submitted key for which ``predicate(key)`` is true."""

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from .base import Verifier
+from .base import Evaluation, Verifier
 
 
 class BatchedVerifier(Verifier):
@@ -76,7 +76,7 @@ class BatchedVerifier(Verifier):
             self.numEvaluations += len(keys)
             for k, f in zip(keys, forces):
                 self._results[k] = f
-        return self._results.pop(key)
+        return Evaluation(self._results.pop(key))
 
     def cancel(self, predicate):
         for store in (self._pending, self._results):

@@ -2,7 +2,7 @@
 
 import time
 
-from .base import Verifier, forcesFromState
+from .base import Evaluation, Verifier, evaluate
 
 
 class InProcessVerifier(Verifier):
@@ -34,24 +34,16 @@ class InProcessVerifier(Verifier):
         self._pending[key] = (positions, box, energy)
 
     def result(self, key):
-        return self.resultFull(key)[0]
-
-    def resultFull(self, key):
         positions, box, energy = self._pending.pop(key)
         start = time.perf_counter()
         try:
-            if box is not None:
-                self.context.setPeriodicBoxVectors(*box)
-            self.context.setPositions(positions)
-            state = self.context.getState(getForces=True, getEnergy=energy)
-            forces = forcesFromState(state)
-            potential = state.getPotentialEnergy()._value if energy else None
+            forces, potential = evaluate(self.context, positions, box, energy)
         except Exception as exc:
             raise RuntimeError(f"the target failed to evaluate forces at step {key[1]}: "
                                f"{type(exc).__name__}: {exc}") from exc
         self.targetSeconds += time.perf_counter() - start
         self.numEvaluations += 1
-        return forces, None, potential
+        return Evaluation(forces, None, potential)
 
     def cancel(self, predicate):
         for key in [k for k in self._pending if predicate(k)]:

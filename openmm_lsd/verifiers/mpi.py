@@ -34,7 +34,7 @@ import os
 import sys
 import time
 
-from .base import Verifier, forcesFromState
+from .base import Evaluation, Verifier, createContext, evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -284,12 +284,6 @@ class MPIVerifier(Verifier):
                     f"{held[1]} (timeout {self.timeout:g} s): the rank died or hangs")
 
     def result(self, key):
-        return self.resultWithDraft(key)[0]
-
-    def resultWithDraft(self, key):
-        return self.resultFull(key)[:2]
-
-    def resultFull(self, key):
         backoff = _Backoff(2e-5, 5e-5)
         while key not in self._results:
             if key in self._errors:
@@ -304,7 +298,7 @@ class MPIVerifier(Verifier):
             else:
                 backoff.wait()
         self._wanted.discard(key)
-        return self._results.pop(key), self._draftResults.pop(key, None), self._energies.pop(key, None)
+        return Evaluation(self._results.pop(key), self._draftResults.pop(key, None), self._energies.pop(key, None))
 
     def close(self):
         """Let busy ranks finish (at most ``timeout`` s), then tell every verifier rank to stop.
@@ -367,12 +361,7 @@ def serve(comm, context, draftContext=None):
             for name, value in (parameters or {}).items():
                 if context.getParameter(name) != value:
                     context.setParameter(name, value)
-            if box is not None:
-                context.setPeriodicBoxVectors(*box)
-            context.setPositions(positions)
-            state = context.getState(getForces=True, getEnergy=wantEnergy)
-            forces = forcesFromState(state)
-            energy = state.getPotentialEnergy()._value if wantEnergy else None
+            forces, energy = evaluate(context, positions, box, wantEnergy)
         except Exception as exc:  # report any failure to rank 0 rather than dying silently
             logger.error("rank %d: target evaluation failed: %s", rank, exc)
             comm.send((key, f"{type(exc).__name__}: {exc}", 0.0, None, None), dest=0, tag=_ERROR)
@@ -381,10 +370,31 @@ def serve(comm, context, draftContext=None):
         draftForces = None
         if draftContext is not None:
             try:
-                if box is not None:
-                    draftContext.setPeriodicBoxVectors(*box)
-                draftContext.setPositions(positions)
-                draftForces = forcesFromState(draftContext.getState(getForces=True))
+                draftForces = evaluate(draftContext, positions, box)[0]
             except Exception as exc:  # the controller then reads the draft force itself
                 logger.warning("rank %d: draft force evaluation failed: %s", rank, exc)
         comm.send((key, forces, seconds, draftForces, energy), dest=0, tag=_RESULT)
+
+
+def serveAndExit(comm, targetSystem, draftSystem, stepSize, platform=None, properties=None):
+    """Verifier ranks 1..K: build a target Context (and a draft one), serve rank 0 until it stops, end the process.
+
+    ``SpeculativeSimulation``'s constructor calls this on every rank but 0, so that the same
+    script runs on K + 1 ranks.  The rank's Contexts use ``properties`` with ``DeviceIndex`` =
+    rank - 1 modulo the devices in ``OPENMM_LSD_DEVICES`` where that is set, the platform has
+    the property and ``properties`` does not set it.
+    """
+    import openmm
+
+    rank = comm.Get_rank()
+    properties = dict(properties or {})
+    devices = deviceList("OPENMM_LSD_DEVICES")
+    if platform is not None and devices and "DeviceIndex" in platform.getPropertyNames():
+        properties.setdefault("DeviceIndex", devices[(rank - 1) % len(devices)])
+    context = createContext(targetSystem, openmm.VerletIntegrator(stepSize), platform, properties)
+    # The draft forces at the same positions, for the offset correction (rank 0's draft runs on the
+    # Platform the target Context gets, so these are the same numbers).
+    draftContext = createContext(draftSystem, openmm.VerletIntegrator(stepSize), context.getPlatform(), properties)
+    serve(comm, context, draftContext)
+    del context, draftContext
+    sys.exit(0)
