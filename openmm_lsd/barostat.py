@@ -48,11 +48,13 @@ import numpy as np
 import openmm
 from openmm import unit
 
+from ._units import BOLTZMANN
+
 __all__ = ["VolumeMoves", "findBarostat"]
 
-#: Avogadro's number and k_B N_A (kJ/mol/K) as OpenMM defines them (SimTKOpenMMRealType.h)
+#: Avogadro's number as OpenMM defines it (SimTKOpenMMRealType.h); its k_B N_A = 1.380649e-23 * AVOGADRO / 1000
+#: kJ/mol/K is the package's one Boltzmann constant, _units.BOLTZMANN (equal to the last bit)
 AVOGADRO = 6.02214076e23
-BOLTZ = 1.380649e-23 * AVOGADRO / 1000.0
 #: bar -> kJ/mol/nm^3, OpenMM's conversion of the pressure parameter
 BAR = AVOGADRO * 1e-25
 #: the third word of the barostat generator's key: its stream is independent of each step's noise
@@ -211,7 +213,7 @@ class VolumeMoves:
 
     def work(self, proposal, energy, newEnergy):
         """w = E' - E + P dV - N_s kT ln(V'/V) (kJ/mol; P the scaled axis's pressure if anisotropic) and kT."""
-        kT = BOLTZ * self.temperature
+        kT = BOLTZMANN * self.temperature
         logTerm = self.numScaled * kT * math.log(proposal.newVolume / proposal.volume)
         return newEnergy - energy + self.pressures[proposal.axis] * BAR * proposal.deltaVolume - logTerm, kT
 

@@ -20,6 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .corrections import CORRECTIONS
+from .integrators import SCHEME_NAMES
+
 
 def _mpiexec():
     found = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
@@ -75,8 +78,8 @@ def _addRunOptions(p, steps):
     p.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
     p.add_argument("--friction", type=float, default=1.0, help="1/ps (default 1)")
     p.add_argument("--timestep", type=float, default=2.0, help="fs (default 2)")
-    p.add_argument("--scheme", choices=("LangevinMiddle", "Langevin", "leapfrog"), default="LangevinMiddle")
-    p.add_argument("--correction", choices=("offset", "none", "extrapolate", "extrapolate-quadratic", "refit"),
+    p.add_argument("--scheme", choices=SCHEME_NAMES, default="LangevinMiddle")
+    p.add_argument("--correction", choices=CORRECTIONS,
                    default="extrapolate-quadratic", help="draft correction (default extrapolate-quadratic)")
     p.add_argument("--lag", type=int, default=None, help="offset correction lag (default 8)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")

@@ -19,8 +19,6 @@ from openmm import app, unit
 from . import __version__, systems
 from .simulation import SpeculativeSimulation
 
-SCHEMES = ("LangevinMiddle", "Langevin", "leapfrog")
-
 
 class UsageError(Exception):
     """A bad argument, file or missing extra: reported as one line, before any work starts."""

@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 import openmm
+from openmm import unit
 
 from .coupling import acceptanceProbability, couple
 from .integrators import XPRE_SET, setCoefficients
@@ -114,7 +115,7 @@ class SpeculativeController:
         self.seed = seed
         system = replayContext.getSystem()
         self.numParticles = system.getNumParticles()
-        self._masses = np.array([system.getParticleMass(i)._value for i in range(self.numParticles)])
+        self._masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(self.numParticles)])
         self.massive = self._masses > 0
         self._setNoiseScale(coeffs)
         self._vdIndex = self._perDofIndex(self.draftIntegrator, "vd")
@@ -153,7 +154,7 @@ class SpeculativeController:
         self.sigma = sigma[:, None]
         self._sigmaMassive = sigma[self.massive][:, None]
         # mu = x + meanFactor * v, with v the Context's velocity after phase A.
-        self._meanFactor = 0.5 * coeffs.dt * (1 + coeffs.a) if coeffs.scheme == "LangevinMiddle" else coeffs.dt
+        self._meanFactor = coeffs.meanFactor()
 
     def setCoefficients(self, coeffs, constraintTolerance):
         """Run on with another temperature, friction, step size or constraint tolerance (the integrator's setters).

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import openmm
+from openmm import unit
 
 __all__ = ["LatencyTarget", "latencySystem"]
 
@@ -61,7 +62,7 @@ class LatencyTarget:
             context.setPeriodicBoxVectors(*state.getPeriodicBoxVectors())
         result = context.getState(getForces=True, getEnergy=True)
         energy = result.getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
-        forces = np.asarray(result.getForces(asNumpy=True)._value)
+        forces = np.asarray(result.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
         self.calls += 1
         remaining = self.latency - (time.perf_counter() - start)
         if remaining > 0:

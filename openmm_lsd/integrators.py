@@ -1,11 +1,15 @@
-"""The two Langevin schemes, written out line for line as CustomIntegrators.
+"""The two Langevin schemes, each written once as step helpers, and the integrators built from them.
 
-Each scheme appears three times, and all three follow the same step list:
+Each scheme is one object (:data:`SCHEMES`) that owns its coefficients (the factors of
+the target mean and of the noise width) and the helpers that add its lines to a
+CustomIntegrator, each tagged with its DESIGN.md line.  Three kinds of integrator are
+assembled from the same helpers, as openmmtools builds its integrators from
+``_add_*_step`` helpers:
 
 * the *serial* integrator (what the user compares against): OpenMM's own
-  ``LangevinMiddleIntegrator`` for ``'LangevinMiddle'``; for ``'leapfrog'``,
-  :class:`LeapfrogLangevinIntegrator`, which this package ships because OpenMM no
-  longer does;
+  ``LangevinMiddleIntegrator`` for ``'LangevinMiddle'`` (reported kinetic energies and
+  the tests depend on it); for ``'leapfrog'``, :class:`LeapfrogLangevinIntegrator`,
+  which this package ships because OpenMM no longer does;
 * the *draft* integrator: the same step on the draft System, with the noise
   given by the controller (per-DOF variable ``xi``, keyed by seed and step) and a
   draft correction ``corr`` added to the force; it records ``xpre`` (the
@@ -14,9 +18,9 @@ Each scheme appears three times, and all three follow the same step list:
   force-free Context that carries the target's constraints, virtual sites and
   CMMotionRemover.  Phase A (``mean``) takes the target force ``ft`` at the
   step's start and leaves the velocity from which the target mean follows;
-  phase B (``finish``) takes
-  the coupled ``xpre`` and finishes the step with OpenMM's own constraint
-  algorithm, reference positions at the step's start (DESIGN.md sections 2, 4, 6).
+  phase B (``finish``) takes the coupled ``xpre`` and finishes the step with
+  OpenMM's own constraint algorithm, reference positions at the step's start
+  (DESIGN.md sections 2, 4, 6).
 
 Notation follows DESIGN.md: a = exp(-gamma dt), b = sqrt(1 - a^2), kT = k_B T.
 """
@@ -30,7 +34,6 @@ from ._units import BOLTZMANN, positive
 
 __all__ = ["LeapfrogLangevinIntegrator"]
 
-SCHEMES = ("LangevinMiddle", "leapfrog")
 _SCHEME_ALIASES = {"langevinmiddle": "LangevinMiddle", "langevin": "LangevinMiddle", "leapfrog": "leapfrog"}
 
 
@@ -43,6 +46,117 @@ def canonical_scheme(scheme):
     if not isinstance(scheme, str) or scheme.lower() not in _SCHEME_ALIASES:
         raise ValueError(f"unknown scheme {scheme!r}: use 'LangevinMiddle' (alias 'Langevin') or 'leapfrog'")
     return _SCHEME_ALIASES[scheme.lower()]
+
+
+#: the draft integrator's global that is 1 once x_pre^d of the current step is computed (read when a step throws)
+XPRE_SET = "xpreSet"
+
+
+def _addRecordXpre(integrator):
+    """x_pre = x, the unconstrained end position the coupling needs (and the flag that it was drawn)."""
+    integrator.addComputePerDof("xpre", "x")
+    integrator.addComputeGlobal(XPRE_SET, "1")
+
+
+class _LangevinMiddle:
+    """DESIGN.md section 2, line for line (OpenMM's ``LangevinMiddleIntegrator``)."""
+
+    name = "LangevinMiddle"
+
+    @staticmethod
+    def sigmaFactor(c):
+        """sigma_i = dt/2 b sqrt(kT/m_i), over sqrt(kT/m_i)."""
+        return 0.5 * c.dt * c.b
+
+    @staticmethod
+    def meanFactor(c):
+        """mu = x + dt/2 (1 + a) v1."""
+        return 0.5 * c.dt * (1 + c.a)
+
+    @staticmethod
+    def _addKick(integrator, force):
+        """(1) v1 = Pi_x(v + dt F/m)."""
+        integrator.addComputePerDof("v", f"v + dt*{force}/m")
+        integrator.addConstrainVelocities()
+
+    @staticmethod
+    def _addConstrain(integrator):
+        """(5) x' = P_x(x_pre), reference x; (6) v' = v2 + (x' - x_pre)/dt."""
+        integrator.addConstrainPositions()
+        integrator.addComputePerDof("v", "v + (x - xpre)/dt")
+
+    def addDraftStep(self, integrator):
+        """(1)-(6) with the force f + corr and the controller's noise xi."""
+        self._addKick(integrator, "(f + corr)")
+        integrator.addComputePerDof("x", "x + 0.5*dt*v")  # (2) x_half
+        integrator.addComputePerDof("v", "a*v + b*sqrt(kT/m)*xi")  # (3) v2
+        integrator.addComputePerDof("x", "x + 0.5*dt*v")  # (4) x_pre
+        _addRecordXpre(integrator)
+        self._addConstrain(integrator)
+
+    def addMean(self, integrator):
+        """Phase A: (1) with the target force ``ft``."""
+        self._addKick(integrator, "ft")
+
+    def addFinish(self, integrator):
+        """Phase B from the coupled x_pre: v2 = 2 (x_pre - x_half)/dt, then (5), (6)."""
+        integrator.addComputePerDof("v", "2*(xpre - (x + 0.5*dt*v))/dt")
+        integrator.addComputePerDof("x", "xpre")
+        self._addConstrain(integrator)
+
+
+class _Leapfrog:
+    """DESIGN.md section 6's classic leapfrog Langevin step, line for line."""
+
+    name = "leapfrog"
+
+    @staticmethod
+    def sigmaFactor(c):
+        """sigma_i = dt b sqrt(kT/m_i), over sqrt(kT/m_i)."""
+        return c.dt * c.b
+
+    @staticmethod
+    def meanFactor(c):
+        """mu = x + dt v'."""
+        return c.dt
+
+    @staticmethod
+    def _addVelocity(integrator, force, noise=None):
+        """v' = a v + (1 - a)/gamma F/m (+ the noise term)."""
+        integrator.addComputePerDof("v", f"a*v + (1-a)/gamma*{force}/m" + (f" + {noise}" if noise else ""))
+
+    @staticmethod
+    def _addPositions(integrator, xpre, record=False):
+        """x_pre = x + dt v' (or the coupled one); x' = P_x(x_pre), reference x; v_new = (x' - x)/dt."""
+        integrator.addComputePerDof("x0", "x")
+        integrator.addComputePerDof("x", xpre)
+        if record:
+            _addRecordXpre(integrator)
+        integrator.addConstrainPositions()
+        integrator.addComputePerDof("v", "(x - x0)/dt")
+
+    def addSerialStep(self, integrator):
+        """The serial step, OpenMM's own Gaussian noise."""
+        self._addVelocity(integrator, "f", "sqrt(kT*(1-a*a)/m)*gaussian")
+        self._addPositions(integrator, "x + dt*v")
+
+    def addDraftStep(self, integrator):
+        """The step with the force f + corr and the controller's noise xi."""
+        self._addVelocity(integrator, "(f + corr)", "b*sqrt(kT/m)*xi")
+        self._addPositions(integrator, "x + dt*v", record=True)
+
+    def addMean(self, integrator):
+        """Phase A: v' without its noise, with the target force ``ft``."""
+        self._addVelocity(integrator, "ft")
+
+    def addFinish(self, integrator):
+        """Phase B from the coupled x_pre."""
+        self._addPositions(integrator, "xpre")
+
+
+#: the schemes by name; argparse ``choices`` read these names (and the alias 'Langevin')
+SCHEMES = {scheme.name: scheme for scheme in (_LangevinMiddle(), _Leapfrog())}
+SCHEME_NAMES = tuple(SCHEMES) + ("Langevin",)
 
 
 class _Coefficients:
@@ -58,21 +172,15 @@ class _Coefficients:
         self.b = math.sqrt(1.0 - self.a * self.a)
 
     def sigmaFactor(self):
-        """sigma_i = sigmaFactor * sqrt(kT / m_i): the width of x_pre given the step's start.
+        """sigma_i = sigmaFactor * sqrt(kT / m_i): the width of x_pre given the step's start."""
+        return SCHEMES[self.scheme].sigmaFactor(self)
 
-        LangevinMiddle: sigma = dt/2 * b * sqrt(kT/m) (section 2);
-        leapfrog:       sigma = dt * b * sqrt(kT/m)   (section 6).
-        """
-        if self.scheme == "LangevinMiddle":
-            return 0.5 * self.dt * self.b
-        return self.dt * self.b
+    def meanFactor(self):
+        """mu = x + meanFactor * v, v the velocity after the scheme's phase A."""
+        return SCHEMES[self.scheme].meanFactor(self)
 
 
 _GLOBALS = ("a", "b", "kT", "gamma")
-
-#: the draft integrator's global that is 1 once x_pre^d of the current step is computed (read when a step throws)
-XPRE_SET = "xpreSet"
-
 
 def _add_globals(integrator, coeffs):
     for name in _GLOBALS:
@@ -125,11 +233,7 @@ class LeapfrogLangevinIntegrator(openmm.CustomIntegrator):
         self._friction = frictionCoeff
         self.addPerDofVariable("x0", 0)
         self.addUpdateContextState()
-        self.addComputePerDof("v", "a*v + (1-a)/gamma*f/m + sqrt(kT*(1-a*a)/m)*gaussian")
-        self.addComputePerDof("x0", "x")
-        self.addComputePerDof("x", "x + dt*v")
-        self.addConstrainPositions()
-        self.addComputePerDof("v", "(x - x0)/dt")
+        SCHEMES["leapfrog"].addSerialStep(self)
 
     def getTemperature(self):
         """The heat-bath temperature."""
@@ -191,25 +295,7 @@ def draftIntegrator(coeffs):
     integrator.addComputePerDof("v", "vd")
     integrator.addUpdateContextState()
     integrator.addComputePerDof("fd", "f")
-    if coeffs.scheme == "LangevinMiddle":
-        # (1) v1 = Pi(v + dt F/m); (2) x_half; (3) v2 = a v1 + b sqrt(kT/m) xi; (4) x_pre; (5) P; (6) v'.
-        integrator.addComputePerDof("v", "v + dt*(f + corr)/m")
-        integrator.addConstrainVelocities()
-        integrator.addComputePerDof("x", "x + 0.5*dt*v")
-        integrator.addComputePerDof("v", "a*v + b*sqrt(kT/m)*xi")
-        integrator.addComputePerDof("x", "x + 0.5*dt*v")
-        integrator.addComputePerDof("xpre", "x")
-        integrator.addComputeGlobal(XPRE_SET, "1")
-        integrator.addConstrainPositions()
-        integrator.addComputePerDof("v", "v + (x - xpre)/dt")
-    else:
-        integrator.addComputePerDof("v", "a*v + (1-a)/gamma*(f + corr)/m + b*sqrt(kT/m)*xi")
-        integrator.addComputePerDof("x0", "x")
-        integrator.addComputePerDof("x", "x + dt*v")
-        integrator.addComputePerDof("xpre", "x")
-        integrator.addComputeGlobal(XPRE_SET, "1")
-        integrator.addConstrainPositions()
-        integrator.addComputePerDof("v", "(x - x0)/dt")
+    SCHEMES[coeffs.scheme].addDraftStep(integrator)
     integrator.addComputePerDof("vd", "v")
     integrator.addComputePerDof("v", "xpre")
     return integrator
@@ -228,30 +314,18 @@ def replayIntegrator(coeffs):
     v2 = 2 (xpre - x_half)/dt, x = P_x(xpre), v = v2 + (x - xpre)/dt;
     leapfrog: x = P_x(xpre), v = (x - x_start)/dt.
     """
+    scheme = SCHEMES[coeffs.scheme]
     mean = openmm.CustomIntegrator(coeffs.dt)
     _add_globals(mean, coeffs)
     mean.addPerDofVariable("ft", 0)
     mean.addUpdateContextState()
-    if coeffs.scheme == "LangevinMiddle":
-        mean.addComputePerDof("v", "v + dt*ft/m")
-        mean.addConstrainVelocities()
-    else:
-        mean.addComputePerDof("v", "a*v + (1-a)/gamma*ft/m")
+    scheme.addMean(mean)
 
     finish = openmm.CustomIntegrator(coeffs.dt)
     _add_globals(finish, coeffs)
     finish.addPerDofVariable("xpre", 0)
     finish.addPerDofVariable("x0", 0)
-    if coeffs.scheme == "LangevinMiddle":
-        finish.addComputePerDof("v", "2*(xpre - (x + 0.5*dt*v))/dt")
-        finish.addComputePerDof("x", "xpre")
-        finish.addConstrainPositions()
-        finish.addComputePerDof("v", "v + (x - xpre)/dt")
-    else:
-        finish.addComputePerDof("x0", "x")
-        finish.addComputePerDof("x", "xpre")
-        finish.addConstrainPositions()
-        finish.addComputePerDof("v", "(x - x0)/dt")
+    scheme.addFinish(finish)
 
     compound = openmm.CompoundIntegrator()
     compound.addIntegrator(mean)

@@ -2,6 +2,8 @@
 
 import time
 
+from openmm import unit
+
 
 class StatisticsReporter:
     """Report acceptance and throughput of a :class:`~openmm_lsd.SpeculativeSimulation` as CSV.
@@ -49,7 +51,7 @@ class StatisticsReporter:
         now = time.perf_counter()
         step = simulation.currentStep
         if self._timeStep is None:
-            self._timeStep = simulation.integrator.getStepSize()._value
+            self._timeStep = simulation.integrator.getStepSize().value_in_unit(unit.picosecond)
         rate = float("nan")
         accepted = s.accepted
         if self._last is not None:

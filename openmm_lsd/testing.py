@@ -9,8 +9,10 @@ test needs them from outside the process (``SpeculativeSimulation(..., _control=
 """
 
 import numpy as np
+from openmm import unit
 
-from .barostat import BAR, BOLTZ, VolumeMoves
+from ._units import BOLTZMANN
+from .barostat import BAR, VolumeMoves
 from .controller import SpeculativeController
 from .verifiers.base import asEvaluation
 
@@ -104,14 +106,14 @@ class BarostatDraftEnergy(SpeculativeController):
 
     def _draftEnergyAt(self, positions, box):
         self._draftForcesAt(positions, box)
-        return self._draftForceContext.getState(getEnergy=True).getPotentialEnergy()._value
+        return self._draftForceContext.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
 
 
 class WithoutLogTerm(VolumeMoves):
     """The barostat's N kT ln(V'/V) term left out of the work."""
 
     def work(self, proposal, energy, newEnergy):
-        return newEnergy - energy + self.pressures[proposal.axis] * BAR * proposal.deltaVolume, BOLTZ * self.temperature
+        return newEnergy - energy + self.pressures[proposal.axis] * BAR * proposal.deltaVolume, BOLTZMANN * self.temperature
 
 
 class NoAdaptation(VolumeMoves):

@@ -108,15 +108,18 @@ def stateArray(state, kind):
     arithmetic of ``getPositions(asNumpy=True)`` (tens of microseconds per call, several calls per
     step on the controller's critical path); the public accessors otherwise.
     """
+    # OpenMM's State._getVectorAsNumpy is the package's one use of a third party's private name, for speed.
     read = getattr(state, "_getVectorAsNumpy", None)
     if read is not None:
         out = np.empty((state._getNumParticles(), 3), dtype=np.float64)
         read(_KINDS[kind], out)
         return out
     getter = {"positions": state.getPositions, "velocities": state.getVelocities, "forces": state.getForces}[kind]
-    return np.asarray(getter(asNumpy=True)._value, dtype=np.float64)
+    return np.asarray(getter(asNumpy=True).value_in_unit(_UNITS[kind]), dtype=np.float64)
 
 
+_UNITS = {"positions": unit.nanometer, "velocities": unit.nanometer / unit.picosecond,
+          "forces": unit.kilojoule_per_mole / unit.nanometer}
 _KINDS = {"positions": openmm.State.Positions, "velocities": openmm.State.Velocities, "forces": openmm.State.Forces}
 
 
