@@ -29,7 +29,7 @@ from openmm import unit
 
 from .coupling import acceptanceProbability, couple
 from .integrators import XPRE_SET, setCoefficients
-from .statistics import Statistics
+from .statistics import Statistics, bestWindow
 from .verifiers.base import asEvaluation, createContext, evaluate, stateArray
 
 logger = logging.getLogger(__name__)
@@ -607,54 +607,46 @@ class SpeculativeController:
         return energy, newEnergy
 
     def _tuneWindow(self):
-        """Set the window that maximises DESIGN.md section 7's bound for the measured acceptance and costs.
-
-        Per-position acceptance from the mean 2 Phi(-|m|/2) so far (positions with fewer
-        than 20 attempts take the last well-measured value); T_t and T_d as measured; K the
-        verifier's concurrency (1 in-process, where speculation saves nothing; unlimited for a
-        batched verifier).  Only speed depends on it, never the trajectory.
-        """
+        """With ``window='auto'``, every TUNE_EVERY verified steps: the window of :func:`statistics.bestWindow`
+        for the measured acceptance and costs (K the verifier's concurrency: 1 in-process, where speculation
+        saves nothing; unlimited for a batched verifier).  Only speed depends on it, never the trajectory."""
         s = self.statistics
-        alphas, last = [], None
-        for attempts, expected in zip(s.attemptsByPosition, s.expectedByPosition):
-            if attempts >= 20:
-                last = expected / attempts
-            alphas.append(last)
-        if last is None:
+        if not self.autoWindow or s.steps < self._nextTune:
             return
-        alphas = [a if a is not None else alphas[0] for a in alphas]
-        Tt = self.verifier.targetSeconds / max(self.verifier.numEvaluations, 1)
-        Td = s.draftSeconds / max(s.draftSteps, 1)
+        self._nextTune = s.steps + TUNE_EVERY
         slots = getattr(self.verifier, "concurrency", None) or self.maxWindow
-        limit = min(self.maxWindow, self.correction.lag or self.maxWindow)
-        best, bestK = -1.0, 1
-        E, survive = 0.0, 1.0
-        for k in range(1, limit + 1):
-            E += survive
-            survive *= alphas[k - 1]
-            value = E * Tt / (Tt * math.ceil(k / slots) + k * Td) if Tt > 0 else E / k
-            if value > best * (1 + 1e-9):
-                best, bestK = value, k
-        self.window = bestK
-        s.window = bestK
-        self._roundLocked = getattr(self.verifier, "concurrency", None) is not None and slots <= bestK
+        window = bestWindow(s, self.verifier.targetSeconds / max(self.verifier.numEvaluations, 1),
+                            s.draftSeconds / max(s.draftSteps, 1), slots,
+                            min(self.maxWindow, self.correction.lag or self.maxWindow))
+        if window is None:
+            return
+        self.window = window
+        s.window = window
+        self._roundLocked = getattr(self.verifier, "concurrency", None) is not None and slots <= window
+
+    def _proposeVolumeMove(self):
+        """The trial state of the barostat's move before step t + 1, submitted, where one is due (else None)."""
+        if self.barostat is None or self._moveStep == self.step or not self.barostat.due(self.step):
+            return None
+        return self._proposeMove()
+
+    def _draftAhead(self, end):
+        """Draft and submit as far as the window, the correction's lag and ``end`` allow.  With a volume move
+        pending, the draft goes on as if it were rejected (the steps stand if it is)."""
+        limit = min(self.step + self.window, end)
+        while self.draftStep < limit and self._ready(self.draftStep + 1):
+            self.draft()
+            self._submitMore()
+        self._submitMore()
 
     def advance(self, steps):
-        """Verify ``steps`` more steps (and make the barostat's volume moves between them)."""
+        """Verify ``steps`` more steps (and make the barostat's volume moves between them): each turn tunes
+        the window, proposes a volume move, drafts ahead, decides the move, verifies the next step."""
         end = self.step + steps
         while self.step < end:
-            if self.autoWindow and self.statistics.steps >= self._nextTune:
-                self._nextTune = self.statistics.steps + TUNE_EVERY
-                self._tuneWindow()
-            proposal = None
-            if self.barostat is not None and self._moveStep != self.step and self.barostat.due(self.step):
-                proposal = self._proposeMove()
-            limit = min(self.step + self.window, end)
-            # With a move pending, the draft goes on as if it were rejected (the steps stand if it is).
-            while self.draftStep < limit and self._ready(self.draftStep + 1):
-                self.draft()
-                self._submitMore()
-            self._submitMore()
+            self._tuneWindow()
+            proposal = self._proposeVolumeMove()
+            self._draftAhead(end)
             if proposal is not None and self._decideMove(proposal):
                 continue  # accepted: the draft restarted from the scaled state
             self.verify()

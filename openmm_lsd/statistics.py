@@ -1,5 +1,7 @@
 """The counters of a speculative run: acceptance by window position, rounds, costs (DESIGN.md section 7)."""
 
+import math
+
 
 class Statistics:
     """Counters of a speculative run.
@@ -145,3 +147,33 @@ class Statistics:
     def __repr__(self):
         return (f"Statistics(steps={self.steps}, accepted={self.accepted}, rejected={self.rejected}, "
                 f"fallbacks={self.fallbacks}, rounds={self.rounds}, stepsPerRound={self.stepsPerRound:.3f})")
+
+
+def bestWindow(statistics, targetSeconds, draftSeconds, slots, limit):
+    """The window k <= ``limit`` that maximises DESIGN.md section 7's speedup bound
+
+        E_k T_t / (T_t ceil(k / K) + k T_d),   E_k = sum_{i<k} prod_{j<i} alpha_j,
+
+    alpha_j the mean exact acceptance 2 Phi(-|m|/2) at window position j so far (positions with
+    fewer than 20 attempts take the last well-measured value, those before it the first), K =
+    ``slots`` evaluations at once, T_t / T_d the target / draft seconds per call (with T_t = 0,
+    E_k / k).  None while no position has 20 attempts.
+    """
+    alphas, last = [], None
+    for attempts, expected in zip(statistics.attemptsByPosition, statistics.expectedByPosition):
+        if attempts >= 20:
+            last = expected / attempts
+        alphas.append(last)
+    if last is None:
+        return None
+    alphas = [a if a is not None else alphas[0] for a in alphas]
+    Tt, Td = targetSeconds, draftSeconds
+    best, bestK = -1.0, 1
+    E, survive = 0.0, 1.0
+    for k in range(1, limit + 1):
+        E += survive
+        survive *= alphas[k - 1]
+        value = E * Tt / (Tt * math.ceil(k / slots) + k * Td) if Tt > 0 else E / k
+        if value > best * (1 + 1e-9):
+            best, bestK = value, k
+    return bestK
