@@ -5,13 +5,16 @@ verifies them in parallel, and a reflection-maximal coupling keeps the accepted
 trajectory's law exactly that of the serial target run (see DESIGN.md).
 """
 
-from .controller import stepNoise
+from .checkpoint import CheckpointError
+from .controller import stepNoise  # noqa: F401  (kept importable; an internal of the engine, not in __all__)
+from .corrections import ExtrapolateCorrection, NoCorrection, OffsetCorrection, RefitCorrection
 from .coupling import acceptanceProbability, couple
 from .integrators import LeapfrogLangevinIntegrator
 from .reporters import StatisticsReporter
 from .simulation import SpeculativeSimulation
 from .statistics import Statistics
-from .verifiers import BatchedVerifier, InProcessVerifier, Verifier
+from .systems import constrainLike, createDraft, createTarget
+from .verifiers import BatchedVerifier, Evaluation, InProcessVerifier, Verifier
 from .verifiers.mpi import assignDevice
 
 __version__ = "0.1.0"
@@ -22,11 +25,19 @@ __all__ = [
     "Statistics",
     "StatisticsReporter",
     "Verifier",
+    "Evaluation",
     "InProcessVerifier",
     "BatchedVerifier",
     "assignDevice",
+    "createTarget",
+    "createDraft",
+    "constrainLike",
+    "NoCorrection",
+    "OffsetCorrection",
+    "ExtrapolateCorrection",
+    "RefitCorrection",
+    "CheckpointError",
     "acceptanceProbability",
     "couple",
-    "stepNoise",
     "__version__",
 ]
