@@ -2,30 +2,34 @@
 
 Test: from one fixed state (3 particles in anisotropic wells, a bonded chain; the
 draft's wells are softer and shifted by 0.3 nm and it carries a short-wavelength
-ripple that no offset can follow, so acceptance stays at 0.34-0.69), R
-independent repetitions of 6 steps with LSD against R with the serial
-integrator on the target; two-sample Kolmogorov-Smirnov tests on the 18 final
-coordinates (x and v) and 6 fixed random projections, Bonferroni-combined
-(tests/exactness.py).  Fixed seeds, so every outcome below is deterministic.
+ripple that no offset can follow, so acceptance stays at 0.34-0.76), R
+independent repetitions of 6 steps (12 for 'default-lag8', 4 for 'leak') with LSD
+against R with the serial integrator on the target; two-sample Kolmogorov-Smirnov
+tests on every final coordinate (x, a virtual site's included, and v of the massive
+particles) and 6 fixed random projections, Bonferroni-combined (tests/exactness.py).
+Fixed seeds, so every outcome below is deterministic.
 
 - Exact variants must give p > 1e-3.
-- Negative controls (test-only hooks, same sample size) must give p < 1e-6:
+- Negative controls (openmm_lsd.testing, same sample size) must give p < 1e-6:
   accept-always (the draft's law), the draft velocity in place of the target
   velocity (LangevinMiddle only: under leapfrog velocities follow positions, so
   that bug is void there, DESIGN.md section 6), rejection resampled around the
-  draft mean instead of reflected, and a wrong noise scale (1.5 sigma) in the coupling.
+  draft mean instead of reflected, a wrong noise scale (1.5 sigma) in the coupling;
+  and where a configuration is built for them: the noise-dependent fallback
+  ('middle-plain', with its exact twin), the draft's own virtual-site definition
+  ('middle-vsite'), target forces at discarded drafted positions in the correction
+  ('leak': one particle whose draft well is 200 times stiffer, so the force error
+  changes fast with position).
 
 Every correction is covered: 'none', 'offset', both extrapolations (linear under
-leapfrog, quadratic under LangevinMiddle) and 'refit' (the draft's free bond refitted
-on the fly), each with its negative controls.
+leapfrog, quadratic under LangevinMiddle, the default one at its default lag 8 over
+12 steps) and 'refit' (the draft's free bond refitted on the fly), each with its
+negative controls.
 
-Sample sizes: the default path (LangevinMiddle with the default
-'extrapolate-quadratic' correction, and the same with 'offset', with a constraint
-and a CMMotionRemover every 2 steps starting at odd step 3) uses R = 10,000, and so do the virtual-site configuration, whose draft-velocity
-control was rejected only at p = 4.7e-6 with R = 5,000, and the quadratic
-extrapolation and the refit, whose draft-velocity controls gave p = 2.0e-5 and
-above 1e-6 at R = 5,000; every other configuration R = 5,000.  Measured p-values (docs/exactness.md): exact variants
-0.29-1; at R = 5,000 every other control gave p < 1e-10.
+Sample sizes: R = 10,000 for the default paths, the virtual-site configuration, the
+quadratic extrapolation, the refit and the leak (their weakest controls need it:
+docs/exactness.md); every other configuration R = 5,000.  Measured p-values
+(docs/exactness.md): exact variants 0.29-1; every control below 1e-7.
 """
 
 import pytest
