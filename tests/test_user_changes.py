@@ -72,6 +72,24 @@ def test_a_box_set_on_the_context_is_the_run_s_box_and_survives_a_checkpoint():
     np.testing.assert_array_equal(state(second), state(whole))
 
 
+def test_a_parameter_set_on_the_context_survives_a_checkpoint():
+    """A target global parameter set on the Context after construction: the resumed run is the uninterrupted one
+    (the checkpoint's State carries the parameters), and the parameter does change the trajectory."""
+    whole = periodic()
+    whole.context.setParameter("eps", 1.6)
+    whole.step(30)
+    plain = periodic()
+    plain.step(30)
+    assert not np.array_equal(state(whole), state(plain))
+    first = periodic()
+    first.context.setParameter("eps", 1.6)
+    first.step(11)
+    second = resumed(first, periodic(window=3))
+    assert second.context.getParameter("eps") == 1.6
+    second.step(19)
+    np.testing.assert_array_equal(state(second), state(whole))
+
+
 def test_a_new_box_between_steps_starts_a_new_history():
     """The box is part of the state the engine compares: setting another one mid-run is noticed."""
     sim = periodic()
