@@ -188,7 +188,7 @@ class RefitCorrection(ExtrapolateCorrection):
     def _featuresAt(self, s):
         """G(x_s) of the accepted position s (cached while s may still be read), or None."""
         if s not in self._features:
-            x = self._controller.acceptedPositions.get(s)
+            x = self._controller.inputs.acceptedPositions.get(s)
             if x is None:
                 return None
             self._features[s] = self.model.features(x)
@@ -210,8 +210,9 @@ class RefitCorrection(ExtrapolateCorrection):
         c = self._controller
         last = block * self.every - self.lag
         pairs = []
-        for s in range(max(last - self.span + 1, c.origin + 1), last + 1):
-            r, rPrev = c.differences.get(s), c.differences.get(s - 1)
+        differences = c.inputs.differences
+        for s in range(max(last - self.span + 1, c.frontier.origin + 1), last + 1):
+            r, rPrev = differences.get(s), differences.get(s - 1)
             if r is None or rPrev is None:
                 continue
             g, gPrev = self._featuresAt(s), self._featuresAt(s - 1)

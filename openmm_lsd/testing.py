@@ -33,17 +33,17 @@ class DraftVelocity(SpeculativeController):
 
     def draft(self):
         super().draft()
-        record = self.records[self.draftStep]
-        if not record.failed:
-            self._draftVelocities[self.draftStep] = np.asarray(self.draftIntegrator.getPerDofVariable(self._vdIndex))
+        j = self.ahead.draftStep
+        if not self.ahead.records[j].failed:
+            self._draftVelocities[j] = np.asarray(self.draftIntegrator.getPerDofVariable(self._vdIndex))
 
     def _targetMean(self, j, forces):
         self.replayContext.setVelocities(self._draftVelocities[j - 1])
         return super()._targetMean(j, forces)
 
-    def _prune(self):
-        self._draftVelocities.pop(self.step - 1, None)
-        super()._prune()
+    def _commit(self, j, *args):
+        super()._commit(j, *args)
+        self._draftVelocities.pop(j - 1, None)
 
 
 class ResampleAtDraftMean(SpeculativeController):
@@ -67,14 +67,14 @@ class LeakDiscardedForces(SpeculativeController):
 
     def verify(self):
         j = self.step + 1
-        ahead = self.records.get(j + 1)
+        ahead = self.ahead.records.get(j + 1)
         discarded = ahead.positions if ahead is not None and not ahead.failed else None
         super().verify()
-        if discarded is not None and self.restartStep == j:  # rejected at j: the draft restarted there
+        if discarded is not None and self.frontier.restartStep == j:  # rejected at j: the draft restarted there
             key = (self.epoch, "leak")
             self.verifier.submit(key, discarded)
             # The offset's source for drafting j + 1 is the restart's r - 1 = j - 1 (corrections.py).
-            self.differences[j - 1] = asEvaluation(self.verifier.result(key)).forces - self._draftForcesAt(discarded)
+            self.inputs.differences[j - 1] = asEvaluation(self.verifier.result(key)).forces - self._draftForcesAt(discarded)
 
 
 class DraftFailsOnNoise(SpeculativeController):
@@ -84,10 +84,10 @@ class DraftFailsOnNoise(SpeculativeController):
 
     def draft(self):
         super().draft()
-        record = self.records[self.draftStep]
+        record = self.ahead.records[self.ahead.draftStep]
         if record.xi[0, 0] > 1.0:
             record.failed = True
-            self.draftFailed = True
+            self.ahead.failed = True
 
 
 class FallBackOnNoiseFailure(DraftFailsOnNoise):

@@ -220,7 +220,7 @@ def test_a_checkpoint_changes_nothing_in_the_running_state():
     controller = sim._controller
     for _ in range(2):  # drafted ahead, as when a fault stopped the run mid-round
         controller.draft()
-    records = controller.records
+    records = controller.ahead.records
     before = {j: (r.fd, r.positions) for j, r in records.items()}
     assert before and all(fd is None for fd, _ in before.values())
     sim.saveCheckpoint(io.BytesIO())
