@@ -29,6 +29,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
+from .corrections import CORRECTIONS
 from .emulation import latencySystem
 from .simulation import SpeculativeSimulation
 from .verifiers.mpi import launchRank
@@ -163,28 +164,36 @@ def bound(alpha, k, verifiers, targetSeconds, draftSeconds):
     return E * targetSeconds / (targetSeconds * math.ceil(k / max(verifiers, 1)) + k * draftSeconds)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m openmm_lsd.bench")
-    parser.add_argument("--case", choices=CASES, default="emulated")
-    parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--verifiers", type=int, default=0, help="for the record; the rank count decides")
-    parser.add_argument("--window", type=int, default=8)
-    parser.add_argument("--lag", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--serial-steps", type=int, default=None)
-    parser.add_argument("--friction", type=float, default=1.0)
-    parser.add_argument("--temperature", type=float, default=300.0)
-    parser.add_argument("--step-size-fs", type=float, default=2.0)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--platform", default="Reference")
+def addOptions(parser):
+    """The options of ``openmm-lsd bench``, one list for the command line and the benchmark process it starts."""
+    parser.add_argument("--case", choices=CASES, default="emulated",
+                        help="emulated: alanine dipeptide with a latency-emulating target; xtb-water: GFN2-xTB water; "
+                             "copper: GFN1-xTB Cu cluster (+ --latency-ms); barostat: 50-water box at constant "
+                             "pressure; batched: a torch model on a batch; overhead: the engine's own cost per step")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="added target latency (default 20 ms)")
+    parser.add_argument("--verifiers", type=int, default=0, help="verifier ranks K (0: in-process)")
+    parser.add_argument("--window", type=int, default=8, help="window (default 8)")
+    parser.add_argument("--lag", type=int, default=None, help="correction lag (default 8)")
+    parser.add_argument("--steps", type=int, default=400, help="LSD steps timed (default 400)")
+    parser.add_argument("--serial-steps", type=int, default=None, help="serial steps timed (default min(steps, 200))")
+    parser.add_argument("--friction", type=float, default=1.0, help="1/ps (default 1)")
+    parser.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    parser.add_argument("--step-size-fs", type=float, default=2.0, help="fs (default 2)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--platform", default="Reference", help="OpenMM platform (default Reference)")
     parser.add_argument("--hidden", type=int, default=16, help="batched case: width of the torch model")
     parser.add_argument("--size", type=int, default=13, help="copper case: cluster size (13, 55, 147)")
-    parser.add_argument("--correction", default="offset", help="draft correction (default offset)")
+    parser.add_argument("--correction", choices=CORRECTIONS, default="offset", help="draft correction (default offset)")
     parser.add_argument("--barostat-frequency", type=int, default=25,
                         help="barostat case: steps between volume moves (default 25; 0: no barostat)")
+    parser.add_argument("--json", default=None, help="write the figures to this file")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m openmm_lsd.bench")
+    addOptions(parser)
     parser.add_argument("--serial-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serial-seconds", type=float, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--json", default=None)
     parser.add_argument("--command", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

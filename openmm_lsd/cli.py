@@ -88,7 +88,7 @@ def _addRunOptions(p, steps):
                    help="seconds without an answer before a verifier rank is declared dead or hung (default 600)")
 
 
-def bench(args, passthrough):
+def bench(args, benchArgv):
     if args.verifiers < 0:
         raise SystemExit(f"openmm-lsd bench: --verifiers must be >= 0, got {args.verifiers}")
     if args.json:
@@ -96,10 +96,7 @@ def bench(args, passthrough):
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise SystemExit(f"openmm-lsd bench: cannot write {args.json}: {folder} is not a writable folder")
     command = "openmm-lsd bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    inner = [sys.executable, "-m", "openmm_lsd.bench", "--verifiers", str(args.verifiers), "--command", command]
-    if args.json:
-        inner += ["--json", args.json]
-    inner += passthrough
+    inner = [sys.executable, "-m", "openmm_lsd.bench", *benchArgv, "--command", command]
     if args.verifiers > 0:
         try:
             import mpi4py  # noqa: F401
@@ -107,7 +104,7 @@ def bench(args, passthrough):
             raise SystemExit("openmm-lsd bench: --verifiers > 0 needs mpi4py: pip install 'openmm-lsd[mpi]'")
         inner = [_mpiexec(), "-n", str(args.verifiers + 1)] + inner
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
-    if args.verifiers > 0 and not ({"overhead", "batched"} & set(passthrough)):
+    if args.verifiers > 0 and args.case not in ("overhead", "batched"):
         # The serial baseline in its own process with every core (a threaded target such as tblite uses
         # them all), then LSD with one thread per rank so that the ranks share the cores.
         # The faster of one thread and all cores: small targets lose to threading overhead.
@@ -168,11 +165,10 @@ def bench(args, passthrough):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="openmm-lsd", description="Langevin Speculative Dynamics for OpenMM")
     commands = parser.add_subparsers(dest="command", required=True)
-    b = commands.add_parser("bench", help="serial target and LSD side by side (see python -m openmm_lsd.bench -h "
-                                          "for the remaining options: --case, --latency-ms, --window, --lag, "
-                                          "--steps, --friction, --seed, --platform, --correction, --size)")
-    b.add_argument("--verifiers", type=int, default=0, help="verifier ranks K (0: in-process)")
-    b.add_argument("--json", default=None, help="write the figures to this file")
+    b = commands.add_parser("bench", help="serial target and LSD side by side, figures as JSON")
+    from .bench import addOptions
+
+    addOptions(b)
     r = commands.add_parser("run", help="run LSD on a system and write a trajectory, logs and a summary")
     _addRunOptions(r, 2000)
     r.add_argument("--output", default="lsd-run", help="output folder (default lsd-run)")
@@ -201,12 +197,10 @@ def main(argv=None):
     v.add_argument("--overwrite", action="store_true", help="replace the files of an earlier validation")
     v.add_argument("--verifiers", type=int, default=0, help="verifier ranks K for the LSD run")
     argv = sys.argv[1:] if argv is None else list(argv)
-    args, passthrough = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)
     if args.command == "bench":
-        bench(args, passthrough)
+        bench(args, argv[argv.index("bench") + 1:])
         return
-    if passthrough:
-        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     from . import commands as work
     from .verifiers.mpi import launchedUnderMPI
 
