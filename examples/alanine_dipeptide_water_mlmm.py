@@ -12,7 +12,8 @@ import sys
 from openmm import app, unit
 
 from openmm_lsd import SpeculativeSimulation
-from openmm_lsd.systems import alanineDipeptidePDB, constrainLike, createTarget
+from openmm_lsd.targets import constrainLike, createTarget
+from openmm_lsd.testsystems import alanineDipeptidePDB
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 pdb = alanineDipeptidePDB()

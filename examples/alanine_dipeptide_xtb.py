@@ -17,7 +17,8 @@ import sys
 from openmm import unit
 
 from openmm_lsd import SpeculativeSimulation
-from openmm_lsd.systems import alanineDipeptidePDB, constrainLike, createDraft, createTarget
+from openmm_lsd.targets import constrainLike, createDraft, createTarget
+from openmm_lsd.testsystems import alanineDipeptidePDB
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 pdb = alanineDipeptidePDB()

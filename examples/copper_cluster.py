@@ -13,7 +13,7 @@ import sys
 from openmm import app, unit
 
 from openmm_lsd import SpeculativeSimulation
-from openmm_lsd.systems import copper
+from openmm_lsd.testsystems import copper
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 cluster = copper("cluster", 13)  # topology, positions, GFN1-xTB target (3000 K electrons), EAM draft

@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # xTB threads: one per rank on a 
 from openmm import unit  # noqa: E402
 
 from openmm_lsd import SpeculativeSimulation  # noqa: E402
-from openmm_lsd.systems import water  # noqa: E402
+from openmm_lsd.testsystems import water  # noqa: E402
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 example = water(8)  # GFN2-xTB target, rigid TIP3P draft

@@ -18,7 +18,8 @@ import openmm
 from openmm import app, unit
 
 from openmm_lsd import SpeculativeSimulation, StatisticsReporter
-from openmm_lsd.systems import constrainLike, createDraft, createTarget, minimizeWith
+from openmm_lsd.targets import constrainLike, createDraft, createTarget
+from openmm_lsd.testsystems import minimizeWith
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 edge = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0

@@ -14,7 +14,8 @@ import mdtraj
 from openmm import app, unit
 
 from openmm_lsd import SpeculativeSimulation, StatisticsReporter
-from openmm_lsd.systems import constrainLike, createDraft, createTarget, minimizeWith, waterCluster
+from openmm_lsd.targets import constrainLike, createDraft, createTarget
+from openmm_lsd.testsystems import minimizeWith, waterCluster
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 topology, positions = waterCluster(8)

@@ -13,7 +13,7 @@ from .integrators import LeapfrogLangevinIntegrator
 from .reporters import StatisticsReporter
 from .simulation import SpeculativeSimulation
 from .statistics import Statistics
-from .systems import constrainLike, createDraft, createTarget
+from .targets import constrainLike, createDraft, createTarget
 from .verifiers import BatchedVerifier, Evaluation, InProcessVerifier, Verifier
 from .verifiers.mpi import assignDevice
 

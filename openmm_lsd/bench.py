@@ -65,7 +65,7 @@ def waterBoxCase(latency, frequency, edge=1.2, pressure=1.0, temperature=300.0):
     ``MonteCarloBarostat`` every ``frequency`` steps (0: none, the NVT comparison); the draft is TIP3P with
     charges scaled by 0.97 (PME, rigid water, cutoff 0.55 nm).  1.2 nm: 50 waters; the real force costs
     ~1.3 ms on the Reference platform, so the emulated latency dominates a target call."""
-    from .systems import minimizeWith, tip3p, waterBoxTopology
+    from .testsystems import minimizeWith, tip3p, waterBoxTopology
 
     topology, positions = waterBoxTopology(edge)
     real, draft = tip3p(topology, 0.55), tip3p(topology, 0.55, chargeScale=0.97)
@@ -77,7 +77,7 @@ def waterBoxCase(latency, frequency, edge=1.2, pressure=1.0, temperature=300.0):
 
 def xtbWaterCase(numWaters=8):
     """Rigid waters in vacuum: GFN2-xTB target, TIP3P draft (:func:`openmm_lsd.systems.water`)."""
-    from .systems import water
+    from .testsystems import water
 
     example = water(numWaters)
     return example.topology, example.positions, example.target, example.draft
@@ -210,7 +210,7 @@ def main(argv=None):
         topology, positions, target, draft = xtbWaterCase()
     elif args.case == "copper":
         from .emulation import addLatency
-        from .systems import copper
+        from .testsystems import copper
 
         example = copper("cluster", args.size)
         topology, positions, draft = example.topology, example.positions, example.draft

@@ -53,7 +53,7 @@ def _window(text):
 
 
 def _addRunOptions(p, steps):
-    from .systems import EXAMPLES
+    from .testsystems import EXAMPLES
 
     p.add_argument("--system", choices=sorted(EXAMPLES), default=None,
                    help="a named example system (default: water)")

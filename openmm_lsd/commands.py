@@ -16,7 +16,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from . import __version__, systems
+from . import __version__, targets, testsystems
 from .simulation import SpeculativeSimulation
 
 
@@ -31,7 +31,7 @@ class RunFailed(Exception):
 # ---- systems -------------------------------------------------------------------------------------
 
 def buildSystem(args):
-    """An :class:`openmm_lsd.systems.Example` from ``--system`` or ``--pdb``."""
+    """An :class:`openmm_lsd.testsystems.Example` from ``--system`` or ``--pdb``."""
     try:
         if args.pdb:
             return _fromPDB(args)
@@ -41,7 +41,7 @@ def buildSystem(args):
         elif args.system == "water-box":
             options = {"edge": args.box_edge, "pressure": args.pressure, "temperature": args.temperature,
                        "frequency": args.barostat_frequency}
-        return systems.example(args.system, model=args.target, **options)
+        return testsystems.example(args.system, model=args.target, **options)
     except ImportError as exc:
         raise UsageError(str(exc)) from None
     except ValueError as exc:
@@ -62,9 +62,9 @@ def _fromPDB(args):
     positions = np.asarray(pdb.positions.value_in_unit(unit.nanometer))
     forcefield = tuple(args.forcefield)
     if args.ml_atoms == "all":
-        target = systems.createTarget(topology, args.target)
-        draft = systems.createDraft(topology, target, forcefield=forcefield)
-        systems.constrainLike(target, draft)
+        target = targets.createTarget(topology, args.target)
+        draft = targets.createDraft(topology, target, forcefield=forcefield)
+        targets.constrainLike(target, draft)
         description = f"{path.name}: {args.target} target, {' + '.join(forcefield)} draft"
     else:
         solute = [a.index for a in topology.atoms() if a.residue.name not in ("HOH", "WAT", "NA", "CL", "K")]
@@ -77,11 +77,11 @@ def _fromPDB(args):
         periodic = topology.getPeriodicBoxVectors() is not None
         mm = ff.createSystem(topology, nonbondedMethod=app.PME if periodic else app.NoCutoff,
                              constraints=app.HBonds, rigidWater=True)
-        target = systems.constrainLike(systems.createTarget(topology, args.target, mmSystem=mm, mlAtoms=solute), mm)
+        target = targets.constrainLike(targets.createTarget(topology, args.target, mmSystem=mm, mlAtoms=solute), mm)
         draft = mm
         description = f"{path.name}: ML/MM, {len(solute)} solute atoms as {args.target}, {' + '.join(forcefield)}"
-    positions = systems.minimizeWith(draft, topology, positions)
-    return systems.Example(path.stem, topology, positions, target, draft, description)
+    positions = testsystems.minimizeWith(draft, topology, positions)
+    return testsystems.Example(path.stem, topology, positions, target, draft, description)
 
 
 def makeSimulation(args, example, _control=None, verifier=None):

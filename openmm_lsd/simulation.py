@@ -8,7 +8,7 @@ import numpy as np
 import openmm
 from openmm import unit
 
-from . import _systems
+from . import compatibility
 from ._units import positive
 from .barostat import VolumeMoves, boxVolume, findBarostat
 from .controller import SpeculativeController
@@ -166,7 +166,7 @@ class SpeculativeSimulation:
             seed = secrets.randbits(63)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        _systems.checkSystems(targetSystem, draftSystem)
+        compatibility.checkSystems(targetSystem, draftSystem)
         if topology is not None and topology.getNumAtoms() != targetSystem.getNumParticles():
             raise ValueError(f"topology has {topology.getNumAtoms()} atoms, target System has "
                              f"{targetSystem.getNumParticles()} particles")
@@ -196,7 +196,7 @@ class SpeculativeSimulation:
         realPlatform = self.context.getPlatform()
         # A correction that refits the draft changes its Context's parameters: give it a copy of the System.
         # A draft's barostat would move the draft's box on its own: the copy has none.
-        ownDraft = _systems.withoutBarostat(draftSystem)
+        ownDraft = compatibility.withoutBarostat(draftSystem)
         if ownDraft is draftSystem and getattr(correction, "needsOriginalDraftForces", False):
             ownDraft = openmm.XmlSerializer.clone(draftSystem)
         self._draftContext = createContext(ownDraft, draftIntegrator(self._coefficients), realPlatform,
@@ -205,7 +205,7 @@ class SpeculativeSimulation:
         if realPlatform.getName() == "CPU":
             # Integration on the CPU platform is the reference code; skip its thread pool for a force-free System.
             replayPlatform = openmm.Platform.getPlatformByName("Reference")
-        self._replayContext = createContext(_systems.replaySystem(targetSystem, draftSystem),
+        self._replayContext = createContext(compatibility.replaySystem(targetSystem, draftSystem),
                                        replayIntegrator(self._coefficients), replayPlatform,
                                        platformProperties if replayPlatform is realPlatform else None)
         if targetSystem.usesPeriodicBoundaryConditions():

@@ -19,7 +19,7 @@ import numpy as np
 import openmm
 from scipy import stats
 
-from openmm_lsd import SpeculativeSimulation, _systems
+from openmm_lsd import SpeculativeSimulation, compatibility
 from openmm_lsd.integrators import LeapfrogLangevinIntegrator
 
 from systems import startPositions, startVelocities, topology, toy
@@ -63,7 +63,7 @@ def lsd_samples(constraint, cmm, scheme, reps, control=None, window=4, correctio
                                  draftSite=WRONG_SITE if control == "wrong_site" else None, kind=kind)
     n = target.getNumParticles()
     engineControl = None if control == "wrong_site" else control
-    with mock.patch.object(_systems, "checkSystems", lambda *a: None) if control == "wrong_site" else nullcontext():
+    with mock.patch.object(compatibility, "checkSystems", lambda *a: None) if control == "wrong_site" else nullcontext():
         sim = SpeculativeSimulation(topology(n), target, draft, TEMPERATURE, FRICTION, DT, window=window,
                                     scheme=scheme, draftCorrection=correction, correctionLag=lag,
                                     platform="Reference", seed=seed0, _control=engineControl)
