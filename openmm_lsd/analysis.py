@@ -1,4 +1,4 @@
-"""Predicting acceptance and speedup, and comparing LSD with the serial run.
+"""Predicting acceptance and speedup.
 
 :func:`estimate` takes a short in-process sample of speculative steps (one target
 evaluation per step, no MPI, no parallel run) and averages, by window position,
@@ -11,16 +11,16 @@ instead, to sample all window positions equally, was tried and is biased: a
 forced acceptance puts the draft's displacement into the target velocity, so
 later positions look worse than they are.)
 
-:func:`compareSamples` is the statistical test of ``openmm-lsd validate``: two
-correlated time series (LSD and serial) are each thinned by their statistical
-inefficiency (integrated autocorrelation time) and compared with a two-sample
-Kolmogorov-Smirnov test and a Welch test of the means.
+The comparison of LSD with the serial run (``compareSamples``, the test of ``openmm-lsd
+validate``) lives in :mod:`openmm_lsd.validation`; its names stay importable from here.
 """
 
 import math
 import time
 
 import numpy as np
+
+from .validation import compareSamples, statisticalInefficiency  # noqa: F401  (their former home)
 
 
 def stepsPerRound(alphaByPosition):
@@ -85,51 +85,3 @@ def estimate(simulationFactory, positions, velocities, steps=400, verifiers=(1, 
         }
     finally:
         sim.close()
-
-
-def statisticalInefficiency(x, maxLag=None):
-    """g = 1 + 2 sum_t (1 - t/n) C(t), summed until the autocorrelation C first drops below zero."""
-    x = np.asarray(x, dtype=float)
-    n = len(x)
-    if n < 4:
-        return 1.0
-    dx = x - x.mean()
-    var = dx.var()
-    if var == 0:
-        return 1.0
-    g = 1.0
-    for t in range(1, maxLag or n // 2):
-        c = np.dot(dx[:-t], dx[t:]) / ((n - t) * var)
-        if c <= 0:
-            break
-        g += 2.0 * c * (1 - t / n)
-    return max(g, 1.0)
-
-
-def compareSamples(a, b, independent=False):
-    """Test whether two correlated series (or, with ``independent``, two i.i.d. samples) have the same law.
-
-    Each series is thinned to every ceil(g)-th sample (g its statistical
-    inefficiency; g = 1 for independent samples); then a two-sample KS test and a
-    Welch test of the means.
-    Returns a dict with the effective sizes, means with standard errors and both
-    p-values; ``p`` is the smaller p-value times 2 (Bonferroni over the two tests).
-    """
-    from scipy import stats
-
-    out = {}
-    thinned = []
-    for name, x in (("lsd", a), ("serial", b)):
-        x = np.asarray(x, dtype=float)
-        g = 1.0 if independent else statisticalInefficiency(x)
-        y = x[::max(1, int(math.ceil(g)))]
-        thinned.append(y)
-        out[name] = {"samples": len(x), "inefficiency": g, "independent": len(y), "mean": float(np.mean(x)),
-                     "stderr": float(np.std(x, ddof=1) * math.sqrt(g / len(x))) if len(x) > 1 else float("nan")}
-    ks = stats.ks_2samp(*thinned)
-    se = math.hypot(out["lsd"]["stderr"], out["serial"]["stderr"])
-    z = (out["lsd"]["mean"] - out["serial"]["mean"]) / se if se > 0 else 0.0
-    pMean = 2 * stats.norm.sf(abs(z))
-    out.update({"ks_p": float(ks.pvalue), "mean_z": float(z), "mean_p": float(pMean),
-                "p": float(min(1.0, 2 * min(ks.pvalue, pMean)))})
-    return out

@@ -479,11 +479,11 @@ def validate(args):
                          f"same steps")
     velocities = _initialVelocities(example, args)
     sim = makeSimulation(args, example, _control=getattr(args, "control", None))
-    from .analysis import compareSamples
-    from .integrators import _Coefficients, canonical_scheme, serialIntegrator
+    from .validation import compareSamples
+    from .integrators import Coefficients, canonical_scheme, serialIntegrator
 
     # Serial reference: OpenMM's own integrator (LangevinMiddle) or the package's leapfrog, on the target.
-    coeffs = _Coefficients(canonical_scheme(args.scheme), args.temperature, args.friction, args.timestep * 1e-3)
+    coeffs = Coefficients(canonical_scheme(args.scheme), args.temperature, args.friction, args.timestep * 1e-3)
     integrator = serialIntegrator(coeffs)
     integrator.setRandomNumberSeed(args.seed + 1)
     if barostat is not None:
@@ -513,7 +513,7 @@ def validate(args):
         serial.context.reinitialize()
 
     def freshLSD(r):
-        sim._volumeMoves.resetAdaptation()
+        sim.resetBarostat()
 
     def replicas(simulation, offset, fresh):
         energies, frames, boxes, seconds = [], [], [], 0.0

@@ -197,7 +197,7 @@ class _Verification:
             self._restart()
         elif record.failed:
             # Accepted, but the draft cannot go on from x_j^d: it restarts from the target state.
-            self.statistics._endRound()
+            self.statistics.endRound()
             self._restart()
 
     def _targetMean(self, j, forces):
@@ -289,7 +289,7 @@ class _Verification:
         frontier.step, frontier.positions, frontier.velocities = j, positions, velocities
         if self._originalDraftForces:
             self.inputs.acceptedPositions[j] = positions
-        self.statistics._record(accepted, fallback, probability)
+        self.statistics.record(accepted, fallback, probability)
         if j >= frontier.roundStart + self.window:
             frontier.roundStart = j
         self.ahead.prune(j)
@@ -331,7 +331,7 @@ class _VolumeMoveSteps:
         self.statistics.volumeMoves += 1
         if accepted:
             self.statistics.volumeMovesAccepted += 1
-            self.statistics._endRound()  # the draft restarts: the next step is a round's first
+            self.statistics.endRound()  # the draft restarts: the next step is a round's first
             self.frontier.positions = proposal.positions
             self.frontier.box = proposal.box
             self.replayContext.setPeriodicBoxVectors(*self.frontier.box)
@@ -405,7 +405,7 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
 
     Parameters
     ----------
-    coeffs : integrators._Coefficients
+    coeffs : integrators.Coefficients
         Scheme, temperature, friction and step size.
     draftContext : openmm.Context
         Context on the draft System with ``integrators.draftIntegrator(coeffs)``.

@@ -159,7 +159,7 @@ SCHEMES = {scheme.name: scheme for scheme in (_LangevinMiddle(), _Leapfrog())}
 SCHEME_NAMES = tuple(SCHEMES) + ("Langevin",)
 
 
-class _Coefficients:
+class Coefficients:
     """a, b, kT and the per-DOF noise width of a scheme, in OpenMM's default units."""
 
     def __init__(self, scheme, temperature, frictionCoeff, stepSize):
@@ -227,7 +227,7 @@ class LeapfrogLangevinIntegrator(openmm.CustomIntegrator):
         frictionCoeff = positive(frictionCoeff, unit.picosecond**-1, "frictionCoeff")
         stepSize = positive(stepSize, unit.picosecond, "stepSize")
         super().__init__(stepSize)
-        coeffs = _Coefficients("leapfrog", temperature, frictionCoeff, stepSize)
+        coeffs = Coefficients("leapfrog", temperature, frictionCoeff, stepSize)
         _add_globals(self, coeffs)
         self._temperature = temperature
         self._friction = frictionCoeff
@@ -247,7 +247,7 @@ class LeapfrogLangevinIntegrator(openmm.CustomIntegrator):
         return self.getStepSize().value_in_unit(unit.picosecond)
 
     def _update(self, temperature, frictionCoeff, stepSize):
-        coeffs = _Coefficients("leapfrog", temperature, frictionCoeff, stepSize)
+        coeffs = Coefficients("leapfrog", temperature, frictionCoeff, stepSize)
         openmm.CustomIntegrator.setStepSize(self, stepSize)
         for name in _GLOBALS:
             self.setGlobalVariableByName(name, getattr(coeffs, name))

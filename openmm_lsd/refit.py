@@ -16,6 +16,7 @@ original, so that a refit cannot make the draft unstable.  Constrained bonds are
 
 import numpy as np
 import openmm
+from openmm import unit
 
 
 class BondedModel:
@@ -32,15 +33,17 @@ class BondedModel:
             if isinstance(force, openmm.HarmonicBondForce):
                 for t in range(force.getNumBonds()):
                     i, j, r0, k = force.getBondParameters(t)
-                    if (min(i, j), max(i, j)) not in constrained and k._value > 0:
-                        self.bonds.append((f, t, (i, j), r0._value, k._value))
+                    r0, k = r0.value_in_unit(unit.nanometer), k.value_in_unit(unit.kilojoule_per_mole / unit.nanometer**2)
+                    if (min(i, j), max(i, j)) not in constrained and k > 0:
+                        self.bonds.append((f, t, (i, j), r0, k))
             elif isinstance(force, openmm.HarmonicAngleForce):
                 for t in range(force.getNumAngles()):
                     i, j, m, theta0, k = force.getAngleParameters(t)
-                    if k._value > 0:
-                        self.angles.append((f, t, (i, j, m), theta0._value, k._value))
+                    theta0, k = theta0.value_in_unit(unit.radian), k.value_in_unit(unit.kilojoule_per_mole / unit.radian**2)
+                    if k > 0:
+                        self.angles.append((f, t, (i, j, m), theta0, k))
         self.numParameters = 2 * (len(self.bonds) + len(self.angles))
-        self.masses = np.array([system.getParticleMass(i)._value for i in range(self.numParticles)])
+        self.masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(self.numParticles)])
 
     def _indices(self):
         if not hasattr(self, "_bondAtoms"):

@@ -14,7 +14,7 @@ from .barostat import VolumeMoves, boxVolume, findBarostat
 from .controller import SpeculativeController
 from .statistics import Statistics
 from .corrections import makeCorrection
-from .integrators import _Coefficients, canonical_scheme, draftIntegrator, replayIntegrator, serialIntegrator
+from .integrators import Coefficients, canonical_scheme, draftIntegrator, replayIntegrator, serialIntegrator
 from .verifiers import InProcessVerifier, Verifier
 from .verifiers import mpi as _mpi
 from .verifiers.base import asEvaluation, createContext, stateArray
@@ -183,12 +183,12 @@ class SpeculativeSimulation:
         self.topology = topology
         self.system = targetSystem
         self.draftSystem = draftSystem
-        self.seed = int(seed)
+        self._seed = int(seed)
         self.scheme = scheme
         self.window = int(window)
         self.correction = correction
         self.reporters = []
-        self._coefficients = _Coefficients(scheme, temperature, frictionCoeff, stepSize)
+        self._coefficients = Coefficients(scheme, temperature, frictionCoeff, stepSize)
 
         self.integrator = serialIntegrator(self._coefficients)
         self._constraintTolerance = self.integrator.getConstraintTolerance()
@@ -272,6 +272,27 @@ class SpeculativeSimulation:
         """Counters of the run so far (:class:`openmm_lsd.statistics.Statistics`)."""
         return self._controller.statistics
 
+    @property
+    def seed(self):
+        """The seed of the per-step noise.  Setting it takes effect at the next new accepted history (a new
+        state set on ``context``); the run is then a deterministic function of the new seed."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {value!r}")
+        self._seed = int(value)
+        self._controller.seed = self._seed
+
+    def resetBarostat(self):
+        """The barostat's adaptive volume step and its step count as a freshly made OpenMM Context has them
+        (as ``Context.reinitialize`` gives the serial run), from the next step on.  No barostat: nothing."""
+        if self._volumeMoves is not None:
+            self._volumeMoves.resetAdaptation()
+            self._stepsTaken = 0
+            self._synced = None  # the count restarts with a new accepted history here
+
     def resetStatistics(self):
         """Start the counters afresh (after a warm-up, say); the trajectory is not affected."""
         self._controller.statistics = Statistics(self.window)
@@ -351,7 +372,6 @@ class SpeculativeSimulation:
             logger.info("continuing with the checkpoint's seed %d (this simulation was built with %d)",
                         controller["seed"], self.seed)
         self.seed = int(controller["seed"])
-        self._controller.seed = self.seed
         if controller["fresh"]:
             self._synced = None
             return controller.get("extra")
@@ -482,7 +502,7 @@ class SpeculativeSimulation:
                             (tolerance, "constraint tolerance")):
             if not value > 0:
                 raise ValueError(f"the integrator's {name} was set to {value}; speculative dynamics needs it > 0")
-        self._coefficients = _Coefficients(c.scheme, temperature, friction, stepSize)
+        self._coefficients = Coefficients(c.scheme, temperature, friction, stepSize)
         self._constraintTolerance = tolerance
         self._controller.setCoefficients(self._coefficients, tolerance)
         return True

@@ -75,7 +75,7 @@ class Statistics:
         """Mean exact acceptance probability 2 Phi(-|m|/2) at window position 0, 1, ... (NaN where never attempted)."""
         return [e / n if n else float("nan") for e, n in zip(self.expectedByPosition, self.attemptsByPosition)]
 
-    def _record(self, accepted, fallback=False, probability=0.0):
+    def record(self, accepted, fallback=False, probability=0.0):
         k = self._roundPosition
         self.attemptsByPosition[k] += 1
         self.expectedAcceptance += probability
@@ -95,7 +95,7 @@ class Statistics:
             self.rounds += 1
             self._roundPosition = 0
 
-    def _endRound(self):
+    def endRound(self):
         if self._roundPosition:
             self.rounds += 1
             self._roundPosition = 0

@@ -126,6 +126,14 @@ class NoAdaptation(VolumeMoves):
         return accepted
 
 
+class ScheduleByIndex(VolumeMoves):
+    """Moves before steps whose absolute index is a multiple of the frequency (the rule before OpenMM's count of
+    steps taken was followed): another schedule wherever a run starts at an index that is no multiple of it."""
+
+    def startCounting(self, step, counter=0):
+        super().startCounting(step, step)
+
+
 #: name -> (controller class or None, barostat class or None)
 CONTROLS = {
     "accept_always": (AcceptAlways, None),
@@ -138,6 +146,7 @@ CONTROLS = {
     "barostat_draft_energy": (BarostatDraftEnergy, None),
     "barostat_no_log": (None, WithoutLogTerm),
     "barostat_no_adaptation": (None, NoAdaptation),
+    "barostat_schedule_by_index": (None, ScheduleByIndex),
 }
 
 

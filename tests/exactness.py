@@ -17,9 +17,8 @@ from unittest import mock
 
 import numpy as np
 import openmm
-from scipy import stats
 
-from openmm_lsd import SpeculativeSimulation, compatibility
+from openmm_lsd import SpeculativeSimulation, compatibility, validation
 from openmm_lsd.integrators import LeapfrogLangevinIntegrator
 
 from systems import startPositions, startVelocities, topology, toy
@@ -67,16 +66,9 @@ def lsd_samples(constraint, cmm, scheme, reps, control=None, window=4, correctio
         sim = SpeculativeSimulation(topology(n), target, draft, TEMPERATURE, FRICTION, DT, window=window,
                                     scheme=scheme, draftCorrection=correction, correctionLag=lag,
                                     platform="Reference", seed=seed0, _control=engineControl)
-    controller = sim._controller
     x0, v0 = start(kind, virtualSite)
-    out = np.empty((reps, 2, n, 3))
-    for r in range(reps):
-        controller.seed = seed0 + r
-        controller.reset(x0, v0, START_STEP)
-        controller.advance(steps)
-        out[r, 0] = controller.positions
-        out[r, 1] = controller.velocities
-    return out, controller.statistics
+    out = validation.lsdRepetitions(sim, x0, v0, steps, reps, seed0=seed0, startStep=START_STEP)
+    return out.reshape(reps, 2, n, 3), sim.statistics
 
 
 def serial_samples(constraint, cmm, scheme, reps, virtualSite=False, seed=4242, steps=STEPS, kind="chain"):
@@ -93,16 +85,8 @@ def serial_samples(constraint, cmm, scheme, reps, virtualSite=False, seed=4242, 
     integrator.setRandomNumberSeed(seed)
     context = openmm.Context(target, integrator, openmm.Platform.getPlatformByName("Reference"))
     x0, v0 = start(kind, virtualSite)
-    out = np.empty((reps, 2, n, 3))
-    for r in range(reps):
-        context.setPositions(x0)
-        context.setVelocities(v0)
-        context.setStepCount(START_STEP)
-        integrator.step(steps)
-        state = context.getState(getPositions=True, getVelocities=True)
-        out[r, 0] = state.getPositions(asNumpy=True)._value
-        out[r, 1] = state.getVelocities(asNumpy=True)._value
-    return out
+    out = validation.serialRepetitions(lambda r: context, x0, v0, steps, reps, startStep=START_STEP)
+    return out.reshape(reps, 2, n, 3)
 
 
 def projections(samples, numRandom=6):
@@ -118,7 +102,5 @@ def projections(samples, numRandom=6):
 
 
 def two_sample_p(a, b):
-    """Bonferroni-combined two-sample KS p-value over all projections."""
-    pa, pb = projections(a), projections(b)
-    ps = [stats.ks_2samp(pa[:, i], pb[:, i]).pvalue for i in range(pa.shape[1])]
-    return min(1.0, len(ps) * min(ps))
+    """Bonferroni-combined two-sample KS p-value over all projections (:func:`openmm_lsd.validation.bonferroniKS`)."""
+    return validation.bonferroniKS(projections(a), projections(b))

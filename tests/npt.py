@@ -14,9 +14,8 @@ as the LSD controller's do after ``resetAdaptation``).
 import numpy as np
 import openmm
 from openmm import app, unit
-from scipy import stats
 
-from openmm_lsd import SpeculativeSimulation
+from openmm_lsd import SpeculativeSimulation, validation
 from openmm_lsd.barostat import boxVolume
 from openmm_lsd.integrators import LeapfrogLangevinIntegrator
 
@@ -111,66 +110,67 @@ def observables(positions, velocities, box, anisotropic=False):
                            velocities[:2].ravel(), directions @ flat])
 
 
+def _observer(anisotropic, lastMove):
+    """observe(context, chunk) for validation's samplers: after the first chunk (all steps but the last) the
+    volume where ``lastMove``, after the second the observables."""
+    def observe(context, chunk):
+        state = context.getState(getPositions=True, getVelocities=True)
+        box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+        if chunk == 0:
+            return [boxVolume(box)] if lastMove else None
+        return observables(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer),
+                           state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond), box,
+                           anisotropic)
+
+    return observe
+
+
+def _columns(samples, lastMove):
+    """With ``lastMove``, the volume change of the last step as the last column (volume after minus before)."""
+    if not lastMove:
+        return samples
+    return np.column_stack([samples[:, 1:], samples[:, 1] - samples[:, 0]])
+
+
 def lsdSamples(reps, control=None, window=4, correction="extrapolate-quadratic", seed0=5000, lag=2,
                scheme="LangevinMiddle", anisotropic=False, frequency=FREQUENCY, startStep=START_STEP, steps=STEPS,
                lastMove=False):
-    """``control``: a name of :mod:`openmm_lsd.testing`'s variants, or the harness's own broken schedule
-    ``'schedule_by_index'`` (moves before steps whose absolute index is a multiple of the frequency, the rule
-    before OpenMM's count was followed).  ``lastMove``: one more column, the volume change of the last step (its move's
-    size is drawn within the adapted volume step, so this column sees the adaptation directly)."""
+    """``control``: a name of :mod:`openmm_lsd.testing`'s variants.  ``lastMove``: one more column, the volume
+    change of the last step (its move's size is drawn within the adapted volume step, so this column sees the
+    adaptation directly).  The barostat restarts as a fresh Context's for each repetition."""
     target, draft = systems(anisotropic, frequency)
-    engineControl = None if control == "schedule_by_index" else control
     sim = SpeculativeSimulation(topology(), target, draft, TEMPERATURE, FRICTION, DT, window=window, scheme=scheme,
                                 draftCorrection=correction, correctionLag=lag, platform="Reference", seed=seed0,
-                                _control=engineControl)
-    controller = sim._controller
+                                _control=control)
     x0, v0 = start()
-    box0 = np.eye(3) * EDGE
-    out = []
-    for r in range(reps):
-        controller.seed = seed0 + r
-        controller.barostat.resetAdaptation()
-        # A fresh Context's barostat counts from 0 (the broken schedule: from the step index).
-        controller.barostat.startCounting(startStep, startStep if control == "schedule_by_index" else 0)
-        controller.reset(x0, v0, startStep, box0)
-        controller.advance(steps - 1)
-        before = boxVolume(controller.box)
-        controller.advance(1)
-        row = observables(controller.positions, controller.velocities, controller.box, anisotropic)
-        out.append(np.append(row, boxVolume(controller.box) - before) if lastMove else row)
-    return np.array(out), controller.statistics
+    samples = validation.lsdRepetitions(sim, x0, v0, (steps - 1, 1), reps, seed0=seed0, startStep=startStep,
+                                        box=np.eye(3) * EDGE, observe=_observer(anisotropic, lastMove),
+                                        freshBarostat=True)
+    return _columns(samples, lastMove), sim.statistics
 
 
 def serialSamples(reps, seed=777, scheme="LangevinMiddle", anisotropic=False, frequency=FREQUENCY,
                   startStep=START_STEP, steps=STEPS, lastMove=False):
-    """OpenMM's LangevinMiddleIntegrator (or the package's leapfrog one) with OpenMM's barostat."""
+    """OpenMM's LangevinMiddleIntegrator (or the package's leapfrog one) with OpenMM's barostat, a fresh Context
+    per repetition."""
     target, _ = systems(anisotropic, frequency)
-    x0, v0 = start()
     platform = openmm.Platform.getPlatformByName("Reference")
-    out = []
-    for r in range(reps):
+
+    def contextFor(r):
         if scheme == "leapfrog":
             integrator = LeapfrogLangevinIntegrator(TEMPERATURE, FRICTION, DT)
         else:
             integrator = openmm.LangevinMiddleIntegrator(TEMPERATURE, FRICTION, DT)
         integrator.setRandomNumberSeed(seed + r)
         target.getForce(target.getNumForces() - 1).setRandomNumberSeed(seed + 7919 * r + 1)
-        context = openmm.Context(target, integrator, platform)
-        context.setPositions(x0)
-        context.setVelocities(v0)
-        context.setStepCount(startStep)
-        integrator.step(steps - 1)
-        before = context.getState().getPeriodicBoxVolume().value_in_unit(unit.nanometer**3)
-        integrator.step(1)
-        state = context.getState(getPositions=True, getVelocities=True)
-        row = observables(state.getPositions(asNumpy=True)._value, state.getVelocities(asNumpy=True)._value,
-                          state.getPeriodicBoxVectors(asNumpy=True)._value, anisotropic)
-        volume = state.getPeriodicBoxVolume().value_in_unit(unit.nanometer**3)
-        out.append(np.append(row, volume - before) if lastMove else row)
-    return np.array(out)
+        return openmm.Context(target, integrator, platform)
+
+    x0, v0 = start()
+    samples = validation.serialRepetitions(contextFor, x0, v0, (steps - 1, 1), reps, startStep=startStep,
+                                           observe=_observer(anisotropic, lastMove))
+    return _columns(samples, lastMove)
 
 
 def twoSampleP(a, b):
-    """Bonferroni-combined two-sample KS p-value over every column."""
-    ps = [stats.ks_2samp(a[:, i], b[:, i]).pvalue for i in range(a.shape[1])]
-    return min(1.0, len(ps) * min(ps))
+    """Bonferroni-combined two-sample KS p-value over every column (:func:`openmm_lsd.validation.bonferroniKS`)."""
+    return validation.bonferroniKS(a, b)

@@ -45,12 +45,12 @@ def test_identical_draft_accepts_everything_and_is_the_draft_trajectory(scheme):
 def test_identical_draft_matches_draft_run_alone():
     """With draft == target, LSD's trajectory is the draft integrator's trajectory with the same noise."""
     from openmm_lsd.controller import stepNoise
-    from openmm_lsd.integrators import _Coefficients, draftIntegrator
+    from openmm_lsd.integrators import Coefficients, draftIntegrator
 
     kw = dict(constraint=True, cmm=2)
     sim = make(toy(**kw), toy(**kw), window=3, seed=5)
     lsd = trajectory(sim, 30)
-    integrator = draftIntegrator(_Coefficients("LangevinMiddle", 300, 5.0, 0.004))
+    integrator = draftIntegrator(Coefficients("LangevinMiddle", 300, 5.0, 0.004))
     context = openmm.Context(toy(**kw), integrator, openmm.Platform.getPlatformByName("Reference"))
     context.setPositions(startPositions())
     integrator.setPerDofVariableByName("vd", startVelocities())  # the draft keeps its velocity in vd

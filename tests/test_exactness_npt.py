@@ -27,7 +27,7 @@ Sample sizes and measured p (docs/exactness.md):
   draft-energy control;
 - the move schedule from step 5 with frequency 4 over 7 steps (OpenMM counts the steps its
   Context took, one move; by step index there would be two): R = 3,000, exact and the
-  control 'schedule_by_index';
+  control 'barostat_schedule_by_index';
 - the adaptive volume step over 40 attempts (frequency 1, the step grows 4 times; the last
   move's volume change is a 20th column): R = 2,000, exact and the control
   'barostat_no_adaptation' (the volume step never changes).
@@ -78,9 +78,11 @@ CASES = [
     pytest.param("LangevinMiddle", None, 3_000, True, None, id="anisotropic-exact"),
     pytest.param("LangevinMiddle", "barostat_draft_energy", 3_000, True, None, id="anisotropic-barostat_draft_energy"),
     pytest.param("LangevinMiddle", None, 3_000, False, "schedule", id="schedule-exact"),
-    pytest.param("LangevinMiddle", "schedule_by_index", 3_000, False, "schedule", id="schedule-schedule_by_index"),
+    pytest.param("LangevinMiddle", "barostat_schedule_by_index", 3_000, False, "schedule",
+                 id="schedule-barostat_schedule_by_index"),
     pytest.param("LangevinMiddle", None, 2_000, False, "adaptation", id="adaptation-exact"),
-    pytest.param("LangevinMiddle", "barostat_no_adaptation", 2_000, False, "adaptation", id="adaptation-barostat_no_adaptation"),
+    pytest.param("LangevinMiddle", "barostat_no_adaptation", 2_000, False, "adaptation",
+                 id="adaptation-barostat_no_adaptation"),
 ]
 
 
