@@ -108,7 +108,8 @@ def stateArray(state, kind):
     arithmetic of ``getPositions(asNumpy=True)`` (tens of microseconds per call, several calls per
     step on the controller's critical path); the public accessors otherwise.
     """
-    # OpenMM's State._getVectorAsNumpy is the package's one use of a third party's private name, for speed.
+    # OpenMM's State._getVectorAsNumpy (with _getNumParticles, the size of the buffer it fills) is the package's
+    # one use of a third party's private names, for speed.
     read = getattr(state, "_getVectorAsNumpy", None)
     if read is not None:
         out = np.empty((state._getNumParticles(), 3), dtype=np.float64)
