@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import npt  # noqa: E402
-from systems import periodicChain, periodicStart, startPositions, startVelocities, topology, toy  # noqa: E402
+from systems import periodicChain, periodicStart, startPositions, startVelocities, topology, toyPair  # noqa: E402
 
 from openmm_lsd import SpeculativeSimulation  # noqa: E402
 
@@ -54,8 +54,7 @@ elif args.system == "periodic":
     top, (x0, v0) = topology(4), periodicStart()
 else:
     kw = dict(constraint=True, cmm=3)
-    target = toy(**kw)
-    draft = toy(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.15, **kw)
+    target, draft = toyPair(**kw)
     top, x0, v0 = topology(3), startPositions(), startVelocities()
 n = target.getNumParticles()
 

@@ -68,6 +68,15 @@ def toy(n=3, *, k=(400.0, 250.0, 600.0), bond=2000.0, anharmonic=0.0, shift=0.0,
     return system
 
 
+#: the standard draft of the test chain: softer wells shifted by 0.3 nm, a weaker bond, a ripple no offset follows
+DRAFT_CHANGES = dict(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.15)
+
+
+def toyPair(ripple=0.15, **kwargs):
+    """(target, draft): the test chain and its standard draft, both with ``kwargs`` (constraint, cmm, ...)."""
+    return toy(**kwargs), toy(**dict(DRAFT_CHANGES, ripple=ripple), **kwargs)
+
+
 def startPositions(n=3, virtualSite=False):
     x = np.array([[0.15 * i, 0.01 * (i % 2), -0.005 * i] for i in range(n)])
     if virtualSite:

@@ -8,12 +8,12 @@ from openmm_lsd import SpeculativeSimulation
 from openmm_lsd.verifiers import BatchedVerifier
 from openmm_lsd.verifiers.base import forcesFromState
 
-from systems import startPositions, startVelocities, topology, toy
+from systems import startPositions, startVelocities, topology, toyPair
 
 
 def systems():
     kw = dict(constraint=True, cmm=2)
-    return toy(**kw), toy(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.15, **kw)
+    return toyPair(**kw)
 
 
 def run(verifier=None, window=6):

@@ -10,10 +10,10 @@ import pytest
 
 from openmm_lsd import SpeculativeSimulation
 from openmm_lsd.checkpoint import CheckpointError
-from systems import poisonedForce, startPositions, startVelocities, topology, toy
+from systems import DRAFT_CHANGES, poisonedForce, startPositions, startVelocities, topology, toy
 
 TARGET = dict(constraint=True, cmm=3)
-DRAFT = dict(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.15, constraint=True, cmm=3)
+DRAFT = dict(DRAFT_CHANGES, constraint=True, cmm=3)
 
 
 def make(scheme="LangevinMiddle", correction="offset", window=4, seed=11, target=None, temperature=300):

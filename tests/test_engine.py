@@ -9,7 +9,7 @@ from openmm import app, unit
 
 from openmm_lsd import SpeculativeSimulation
 
-from systems import startPositions, startVelocities, topology, toy
+from systems import startPositions, startVelocities, topology, toy, toyPair
 
 
 def make(target, draft, window=4, seed=11, scheme="LangevinMiddle", correction="none", lag=None, **kw):
@@ -65,7 +65,7 @@ def test_identical_draft_matches_draft_run_alone():
 
 
 def _mismatched(**kw):
-    return toy(**kw), toy(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.15, **kw)
+    return toyPair(**kw)
 
 
 @pytest.mark.parametrize("correction, lag", [("none", None), ("offset", 1), ("offset", 3)])

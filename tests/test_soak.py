@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from openmm_lsd import SpeculativeSimulation
-from systems import startPositions, startVelocities, topology, toy
+from systems import startPositions, startVelocities, topology, toy, toyPair
 
 STEPS = int(os.environ.get("OPENMM_LSD_SOAK_STEPS", "20000"))
 pytestmark = pytest.mark.soak
@@ -33,7 +33,7 @@ def rss_mb():
 
 def run(friction, control=None, steps=STEPS, chunk=100, cmm=7):
     target = toy(anharmonic=50.0, constraint=True, cmm=cmm)
-    draft = toy(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.05, constraint=True, cmm=cmm)
+    draft = toyPair(ripple=0.05, constraint=True, cmm=cmm)[1]
     sim = SpeculativeSimulation(topology(3), target, draft, 300, friction, 0.002, window=8, platform="Reference",
                                 seed=2026, _control=control)
     sim.context.setPositions(startPositions())

@@ -13,10 +13,10 @@ import pytest
 
 import npt
 from openmm_lsd import LeapfrogLangevinIntegrator, SpeculativeSimulation
-from systems import periodicChain, periodicStart, startPositions, startVelocities, topology, toy
+from systems import DRAFT_CHANGES, periodicChain, periodicStart, startPositions, startVelocities, topology, toy
 
 TARGET = dict(constraint=True, cmm=3)
-DRAFT = dict(k=(250.0, 400.0, 450.0), bond=1500.0, shift=0.3, ripple=0.15, constraint=True, cmm=3)
+DRAFT = dict(DRAFT_CHANGES, constraint=True, cmm=3)
 
 
 def chain(scheme="LangevinMiddle", temperature=300.0, friction=5.0, dt=0.004, correction="offset", **kw):
