@@ -139,17 +139,23 @@ def _probe(comm, source, tag, status):
     return comm.Iprobe(source=source, tag=tag, status=status) or comm.Iprobe(source=source, tag=tag, status=status)
 
 
+def _abort(comm, message, more=None):
+    """End the whole MPI job, ``message`` first (the launcher may cut the output short once the abort starts),
+    then whatever ``more()`` prints, half a second for the output to get out, MPI_Abort."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+    if more is not None:
+        more()
+        sys.stderr.flush()
+    time.sleep(0.5)
+    comm.Abort(1)
+
+
 def _abortOnUncaughtException(comm):
     previous = sys.excepthook
 
     def hook(kind, value, traceback):
-        # The one-line summary first: the launcher may cut the output short once the abort starts.
-        sys.stderr.write(f"openmm-lsd rank 0: {kind.__name__}: {value}\n")
-        sys.stderr.flush()
-        previous(kind, value, traceback)
-        sys.stderr.flush()
-        time.sleep(0.5)
-        comm.Abort(1)
+        _abort(comm, f"openmm-lsd rank 0: {kind.__name__}: {value}", lambda: previous(kind, value, traceback))
 
     sys.excepthook = hook
 
@@ -312,10 +318,7 @@ class MPIVerifier(Verifier):
         self._queue.clear()
         self._wanted.clear()
         if self._failed is not None:
-            sys.stderr.write(f"openmm-lsd: verifier rank {self._failed} did not answer; aborting the MPI job\n")
-            sys.stderr.flush()
-            time.sleep(0.5)
-            self.comm.Abort(1)
+            _abort(self.comm, f"openmm-lsd: verifier rank {self._failed} did not answer; aborting the MPI job")
         backoff = _Backoff(2e-5, 1e-3)
         try:
             while self._busy:
@@ -327,10 +330,7 @@ class MPIVerifier(Verifier):
             MPI.Request.Waitall(self._sends)
             self._sends = []
         except RuntimeError as exc:
-            sys.stderr.write(f"openmm-lsd: {exc}; aborting the MPI job\n")
-            sys.stderr.flush()
-            time.sleep(0.5)
-            self.comm.Abort(1)
+            _abort(self.comm, f"openmm-lsd: {exc}; aborting the MPI job")
         for rank in self.ranks:
             self.comm.send(None, dest=rank, tag=_STOP)
 
