@@ -403,10 +403,11 @@ def test_validate_compares_density_and_rdf_at_constant_pressure(tmp_path, monkey
     24 replicas of 60 steps per method (a move every 5 steps), KS + Welch, Bonferroni at family-wise 0.01;
     Reference platform and fixed seeds (OpenMM's barostat seed too), so the outcome is deterministic: measured
     p = 1 (exact) and 7.5e-8 for the control's density (threshold 1e-6)."""
-    from openmm_lsd import cli as command, commands
+    from openmm_lsd import cli as command
+    from openmm_lsd.cli import validate as validateCommand
 
     example = _cheapWaterBox()
-    monkeypatch.setattr(commands, "buildSystem", lambda args: example)
+    monkeypatch.setattr(validateCommand, "buildSystem", lambda args: example)
     with pytest.raises(SystemExit, match="multiples of its frequency"):
         command.main([*NPT_VALIDATE[:4], "52", *NPT_VALIDATE[5:], "--output", str(tmp_path / "bad")])
     command.main([*NPT_VALIDATE, "--output", str(tmp_path / "v")])
