@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from .statistics import speedupBound
 from .validation import compareSamples, statisticalInefficiency  # noqa: F401  (their former home)
 
 
@@ -30,11 +31,6 @@ def stepsPerRound(alphaByPosition):
         total += survive
         survive *= alpha
     return total
-
-
-def speedupBound(expectedSteps, window, verifiers, targetSeconds, draftSeconds):
-    """DESIGN.md section 7: E T_t / (T_t ceil(k/K) + k T_d), zero controller overhead."""
-    return expectedSteps * targetSeconds / (targetSeconds * math.ceil(window / verifiers) + window * draftSeconds)
 
 
 def estimate(simulationFactory, positions, velocities, steps=400, verifiers=(1, 2, 4, 8, 16)):

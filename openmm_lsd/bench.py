@@ -19,7 +19,6 @@ and controller overhead left out of the bound, so that it shows in the efficienc
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ from openmm import app, unit
 from .corrections import CORRECTIONS
 from .emulation import latencySystem
 from .simulation import SpeculativeSimulation
+from .statistics import speedupBound
 from .verifiers.mpi import launchRank
 
 CASES = ("emulated", "xtb-water", "batched", "overhead", "copper", "barostat")
@@ -159,9 +159,9 @@ def _velocities(system, positions, temperature, seed):
 
 
 def bound(alpha, k, verifiers, targetSeconds, draftSeconds):
-    """The speedup bound of DESIGN.md section 7 with zero controller overhead."""
+    """The speedup bound of DESIGN.md section 7 with zero controller overhead, for a constant acceptance alpha."""
     E = k if alpha >= 1 else (1 - alpha**k) / (1 - alpha)
-    return E * targetSeconds / (targetSeconds * math.ceil(k / max(verifiers, 1)) + k * draftSeconds)
+    return speedupBound(E, k, max(verifiers, 1), targetSeconds, draftSeconds)
 
 
 def addOptions(parser):

@@ -149,6 +149,15 @@ class Statistics:
                 f"fallbacks={self.fallbacks}, rounds={self.rounds}, stepsPerRound={self.stepsPerRound:.3f})")
 
 
+def speedupBound(expectedSteps, window, verifiers, targetSeconds, draftSeconds):
+    """DESIGN.md section 7's bound with zero controller overhead: E T_t / (T_t ceil(k / K) + k T_d), for
+    E = ``expectedSteps`` per round, window k, K verifiers, target and draft seconds per call; E / k
+    without a measured target cost."""
+    if not targetSeconds > 0:
+        return expectedSteps / window
+    return expectedSteps * targetSeconds / (targetSeconds * math.ceil(window / verifiers) + window * draftSeconds)
+
+
 def bestWindow(statistics, targetSeconds, draftSeconds, slots, limit):
     """The window k <= ``limit`` that maximises DESIGN.md section 7's speedup bound
 
@@ -173,7 +182,7 @@ def bestWindow(statistics, targetSeconds, draftSeconds, slots, limit):
     for k in range(1, limit + 1):
         E += survive
         survive *= alphas[k - 1]
-        value = E * Tt / (Tt * math.ceil(k / slots) + k * Td) if Tt > 0 else E / k
+        value = speedupBound(E, k, slots, Tt, Td)
         if value > best * (1 + 1e-9):
             best, bestK = value, k
     return bestK
