@@ -36,6 +36,12 @@ def _platform(platform):
     raise TypeError(f"platform must be an openmm.Platform or its name, got {type(platform).__name__}")
 
 
+def _checkedSeed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def _reportInfo(reporter, simulation):
     """OpenMM 8's dict form of ``describeNextReport``, from either the dict or the tuple form."""
     info = reporter.describeNextReport(simulation)
@@ -162,10 +168,7 @@ class SpeculativeSimulation:
             raise ValueError(f"window must be an integer between 1 and {MAX_WINDOW} or 'auto', got {window!r}")
         scheme = canonical_scheme(scheme)
         correction = makeCorrection(draftCorrection, correctionLag)
-        if seed is None:
-            seed = secrets.randbits(63)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = _checkedSeed(secrets.randbits(63) if seed is None else seed)
         compatibility.checkSystems(targetSystem, draftSystem)
         if topology is not None and topology.getNumAtoms() != targetSystem.getNumParticles():
             raise ValueError(f"topology has {topology.getNumAtoms()} atoms, target System has "
@@ -280,9 +283,7 @@ class SpeculativeSimulation:
 
     @seed.setter
     def seed(self, value):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {value!r}")
-        self._seed = int(value)
+        self._seed = _checkedSeed(value)
         self._controller.seed = self._seed
 
     def resetBarostat(self):
