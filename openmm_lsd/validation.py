@@ -35,6 +35,14 @@ def _chunks(steps):
     return [int(steps)] if np.isscalar(steps) else [int(s) for s in steps]
 
 
+def _start(context, positions, velocities, step, box):
+    if box is not None:
+        context.setPeriodicBoxVectors(*box)
+    context.setPositions(positions)
+    context.setVelocities(velocities)
+    context.setStepCount(step)
+
+
 def _observe(context, observe, chunks, advance):
     parts = []
     for k, n in enumerate(chunks):
@@ -45,7 +53,7 @@ def _observe(context, observe, chunks, advance):
     return np.concatenate(parts)
 
 
-def lsdRepetitions(simulation, positions, velocities, steps, repetitions, seed0=0, startStep=0, box=None,
+def lsdRepetitions(simulation, positions, velocities, steps, repetitions, seed0=None, startStep=0, box=None,
                    observe=finalState, freshBarostat=False):
     """R independent LSD samples from one state.
 
@@ -55,13 +63,15 @@ def lsdRepetitions(simulation, positions, velocities, steps, repetitions, seed0=
         Reused for every repetition (its Contexts are built once).
     positions, velocities : array (N, 3)
         The state every repetition starts from (nm, nm/ps), at step index ``startStep`` and in
-        ``box`` ((3, 3) nm) where given.
+        ``box`` ((3, 3) nm) where given; ``startStep`` may be a function of the repetition r.
     steps : int or sequence of int
         Steps per repetition; a sequence splits them into chunks, ``observe`` called after each.
     repetitions : int
         R.
-    seed0 : int
-        Repetition r runs with seed ``seed0 + r``.
+    seed0 : int, optional
+        Repetition r runs with seed ``seed0 + r``.  None keeps the simulation's seed: the noise, keyed
+        by (seed, step), is then fresh only where each repetition starts at its own ``startStep(r)``
+        far enough from the others (as ``openmm-lsd validate`` does).
     observe : callable
         ``observe(context, chunk)`` -> array (or None to record nothing after that chunk), from
         ``simulation.context`` holding the accepted state.
@@ -78,14 +88,11 @@ def lsdRepetitions(simulation, positions, velocities, steps, repetitions, seed0=
     context = simulation.context
     out = []
     for r in range(repetitions):
-        simulation.seed = seed0 + r
+        if seed0 is not None:
+            simulation.seed = seed0 + r
         if freshBarostat:
             simulation.resetBarostat()
-        if box is not None:
-            context.setPeriodicBoxVectors(*box)
-        context.setPositions(positions)
-        context.setVelocities(velocities)
-        context.setStepCount(startStep)
+        _start(context, positions, velocities, startStep(r) if callable(startStep) else startStep, box)
         out.append(_observe(context, observe, chunks, simulation.step))
     return np.array(out)
 
@@ -103,11 +110,7 @@ def serialRepetitions(contextFor, positions, velocities, steps, repetitions, sta
     out = []
     for r in range(repetitions):
         context = contextFor(r)
-        if box is not None:
-            context.setPeriodicBoxVectors(*box)
-        context.setPositions(positions)
-        context.setVelocities(velocities)
-        context.setStepCount(startStep)
+        _start(context, positions, velocities, startStep(r) if callable(startStep) else startStep, box)
         out.append(_observe(context, observe, chunks, context.getIntegrator().step))
     return np.array(out)
 

@@ -98,6 +98,7 @@ def validate(args):
                          f"same steps")
     velocities = initialVelocities(example, args)
     sim = makeSimulation(args, example, _control=getattr(args, "control", None))
+    from .. import validation
     from ..validation import compareSamples
     from ..integrators import Coefficients, canonical_scheme, serialIntegrator
 
@@ -124,41 +125,36 @@ def validate(args):
     x0, v0 = start.getPositions(asNumpy=True), start.getVelocities(asNumpy=True)
     box0 = start.getPeriodicBoxVectors()
 
-    def freshSerial(r):
-        # A new Context state for the barostat, as at the start of a run: its move schedule and its
+    def serialContext(r):
+        # With a barostat, a new Context state, as at the start of a run: its move schedule and its
         # adaptive volume step restart (LSD's likewise), with the integrator's noise seeded anew.
-        integrator.setRandomNumberSeed(args.seed + 2 + r)
-        barostat.setRandomNumberSeed(args.seed + 1000 + r)
-        serial.context.reinitialize()
+        if barostat is not None:
+            integrator.setRandomNumberSeed(args.seed + 2 + r)
+            barostat.setRandomNumberSeed(args.seed + 1000 + r)
+            serial.context.reinitialize()
+        return serial.context
 
-    def freshLSD(r):
-        sim.resetBarostat()
+    def frame(context, chunk):
+        state = context.getState(getPositions=True, getEnergy=True)
+        return np.concatenate([[state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)],
+                               state.getPositions(asNumpy=True).value_in_unit(unit.nanometer).ravel(),
+                               state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer).ravel()])
 
-    def replicas(simulation, offset, fresh):
-        energies, frames, boxes, seconds = [], [], [], 0.0
-        for r in range(R):
-            if barostat is not None:
-                fresh(r)
-                simulation.context.setPeriodicBoxVectors(*box0)
-            simulation.context.setPositions(x0)
-            simulation.context.setVelocities(v0)
-            simulation.context.setStepCount(offset(r))
-            t0 = time.perf_counter()
-            e, f, b = [], [], []
-            for _ in range(n // interval):
-                simulation.step(interval)
-                state = simulation.context.getState(getPositions=True, getEnergy=True)
-                e.append(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
-                f.append(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
-                b.append(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
-            seconds += time.perf_counter() - t0
-            energies.append(e)
-            frames.append(f)
-            boxes.append(b)
-        return np.array(energies), np.array(frames), seconds, np.array(boxes)
+    def replicas(sample, **options):
+        # Per replica, a frame every `interval` steps: energy, positions, box (validation's samplers).
+        t0 = time.perf_counter()
+        data = sample(x0, v0, [interval] * (n // interval), R, box=box0 if barostat is not None else None,
+                      observe=frame, **options)
+        seconds = time.perf_counter() - t0
+        data = data.reshape(R, n // interval, -1)
+        return data[:, :, 0], data[:, :, 1:-9].reshape(R, n // interval, -1, 3), seconds, \
+            data[:, :, -9:].reshape(R, n // interval, 3, 3)
 
-    records = {"serial": replicas(serial, lambda r: 0, freshSerial),
-               "lsd": replicas(sim, lambda r: (r + 1) * 10 * (n + args.equilibrate), freshLSD)}
+    # LSD's noise is keyed by (seed, step): each replica starts at a step offset of its own.
+    records = {"serial": replicas(lambda *a, **o: validation.serialRepetitions(serialContext, *a, **o)),
+               "lsd": replicas(lambda *a, **o: validation.lsdRepetitions(sim, *a, **o),
+                               startStep=lambda r: (r + 1) * 10 * (n + args.equilibrate),
+                               freshBarostat=barostat is not None)}
     sim.close()
     perFrame = {"potential energy (kJ/mol)": (records["lsd"][0], records["serial"][0])}
     framesL = records["lsd"][1].reshape((-1,) + records["lsd"][1].shape[2:])
