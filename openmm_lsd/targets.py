@@ -5,6 +5,12 @@ Targets (:func:`createTarget`):
 - ``'gfn2-xtb'`` / ``'gfn1-xtb'``: semi-empirical QM through openmm-ml's ``ase``
   potential and tblite's calculator (extra ``xtb``: openmmml, ase, tblite). Installs
   from PyPI and needs no downloaded weights: the offline default.
+- ``'sevennet-0'``, ``'sevennet-l3i5'``, ``'sevennet-mf-0'`` (option ``modal``: ``'PBE'`` or
+  ``'R2SCAN'``), ``'sevennet-0-22may2024'``: the SevenNet graph-network potentials whose
+  weights ship inside the ``sevenn`` wheel (extra ``sevennet``; install torch first), through
+  openmm-ml's ``ase`` potential and :class:`openmm_lsd.models.SevenNetPotential` (options
+  ``device``, ``threads``). Offline too; universal (trained on the Materials Project's 89
+  elements), made for metals and materials such as the copper examples.
 - any other name is an openmm-ml potential (``'ani2x'``, ``'mace-off23-small'``,
   ``'aimnet2'``, ...; keyword arguments such as ``modelPath`` pass through). Their
   weights download on first use, so they need internet once.
@@ -25,6 +31,8 @@ The named example systems built with them are in :mod:`openmm_lsd.testsystems`.
 
 import openmm
 from openmm import app
+
+from .models import SevenNetPotential, sevennetName
 
 DEFAULT_FORCEFIELD = ("amber14-all.xml", "amber14/tip3p.xml")
 XTB_METHODS = {"gfn2-xtb": "GFN2-xTB", "gfn1-xtb": "GFN1-xTB"}
@@ -69,40 +77,62 @@ def createTarget(topology, model="gfn2-xtb", mmSystem=None, mlAtoms=None, charge
 
     Parameters
     ----------
-    model : str
-        ``'gfn2-xtb'``, ``'gfn1-xtb'`` or an openmm-ml potential name.
+    model : str or openmm_lsd.models.SevenNetPotential
+        ``'gfn2-xtb'``, ``'gfn1-xtb'``, a shipped SevenNet model (``'sevennet-0'``, ...; see
+        :data:`openmm_lsd.models.SEVENNET_MODELS`), a SevenNetPotential (the same object can
+        then serve a :class:`~openmm_lsd.verifiers.BatchedVerifier`) or an openmm-ml potential
+        name.
     mmSystem, mlAtoms : openmm.System, list of int
         Both or neither: ML/MM through ``createMixedSystem`` (the ML model on ``mlAtoms``).
     charge : int
         Total charge of the (ML) atoms, for xTB.
     options
-        Passed to ``MLPotential`` (openmm-ml models, e.g. ``modelPath``) or, for xTB,
-        ``electronicTemperature`` (K).
+        Passed to ``MLPotential`` (openmm-ml models, e.g. ``modelPath``); for xTB
+        ``electronicTemperature`` (K); for SevenNet ``modal``, ``device``, ``threads``
+        (:class:`~openmm_lsd.models.SevenNetPotential`).
+
+    Returns
+    -------
+    openmm.System
+        The target System (openmm-ml's: no constraints, a ``CMMotionRemover``).
     """
     if (mmSystem is None) != (mlAtoms is None):
         raise ValueError("ML/MM needs both mmSystem and mlAtoms")
     MLPotential = _openmmml()
-    key = str(model).lower()
-    if key in XTB_METHODS:
+    sevennet = model if isinstance(model, SevenNetPotential) else None
+    key = sevennet.settings["model"] if sevennet is not None else str(model).lower()
+    if sevennet is None and sevennetName(key) is not None:
+        sevennet = SevenNetPotential(key, **options)
+        options = {}
+    if key in XTB_METHODS or sevennet is not None:
         import ase
 
-        calculator = xtbCalculator(key, options.pop("electronicTemperature", 300.0), charge)
-        if options:
-            raise ValueError(f"unknown options for an xTB target: {sorted(options)}")
+        if sevennet is not None:
+            if charge or options:
+                raise ValueError(f"unknown options for a SevenNet target: {sorted(options) + ['charge'] * bool(charge)}")
+            calculator = sevennet.calculator()
+        else:
+            calculator = xtbCalculator(key, options.pop("electronicTemperature", 300.0), charge)
+            if options:
+                raise ValueError(f"unknown options for an xTB target: {sorted(options)}")
         atoms = list(topology.atoms())
         chosen = atoms if mlAtoms is None else [atoms[i] for i in mlAtoms]
         if any(atom.element is None for atom in chosen):
-            raise ValueError("xTB needs an element on every atom of the topology")
+            raise ValueError(f"{model} needs an element on every atom of the topology")
+        numbers = [atom.element.atomic_number for atom in chosen]
+        if sevennet is not None:
+            sevennet.checkElements(numbers)
+            if mmSystem is None:
+                sevennet.setNumbers(numbers)  # what a BatchedVerifier given the same potential evaluates
         # A solute in solvent (ML/MM) is evaluated without periodic images: openmm-ml's default would make
-        # it periodic with the whole solvent box. A periodic topology that is all xTB (a water box, bulk
+        # it periodic with the whole solvent box. A periodic topology that is all ML (a water box, bulk
         # copper) is periodic, in the box of each evaluated State.
         periodic = mmSystem is None and topology.getPeriodicBoxVectors() is not None
-        aseAtoms = ase.Atoms(numbers=[atom.element.atomic_number for atom in chosen], pbc=periodic,
-                             calculator=calculator)
+        aseAtoms = ase.Atoms(numbers=numbers, pbc=periodic, calculator=calculator)
         potential = MLPotential("ase")
         arguments = dict(aseAtoms=aseAtoms)
         if mmSystem is not None and topology.getPeriodicBoxVectors() is not None:
-            # xTB sees the whole ML region in vacuum, long range included: the classical PME must not
+            # The model sees the whole ML region in vacuum, long range included: the classical PME must not
             # count ML-ML electrostatics again.
             arguments["mlLongRange"] = True
     else:
@@ -114,8 +144,10 @@ def createTarget(topology, model="gfn2-xtb", mmSystem=None, mlAtoms=None, charge
             raise ValueError(f"openmm-ml cannot create the potential {model!r}: {exc}") from exc
         arguments = {}
     if mmSystem is None:
-        return potential.createSystem(topology, **arguments)
-    return potential.createMixedSystem(topology, mmSystem, list(mlAtoms), **arguments)
+        system = potential.createSystem(topology, **arguments)
+    else:
+        system = potential.createMixedSystem(topology, mmSystem, list(mlAtoms), **arguments)
+    return system
 
 
 def createDraft(topology, target, forcefield=DEFAULT_FORCEFIELD, constraints=app.HBonds, rigidWater=True,

@@ -6,6 +6,7 @@
 ``--system periodic``: the periodic chain of tests/systems.py, whose box and global parameter ``eps`` can be
 changed on ``sim.context`` after construction (``--set-box``, ``--set-parameter``), or its per-particle
 parameters with ``updateParametersInContext`` (``--update-per-particle``, on rank 0 only, as a script does it).
+``--system sevennet``: Cu13 with the real SevenNet-0 target and the Sutton-Chen draft.
 ``--record-evaluations FILE`` (in-process) saves every position the target was evaluated at;
 ``--fail-off-path FILE`` makes the verifier ranks' target raise at any position not in FILE.
 """
@@ -37,7 +38,7 @@ parser.add_argument("--stop-after", type=int, default=None)
 parser.add_argument("--resume", default=None, help="continue from this checkpoint")
 parser.add_argument("--delay", type=float, default=0.0, help="seconds each target evaluation also takes")
 parser.add_argument("--checkpoint-on-failure", default=None, help="on a fault, save the last accepted step here")
-parser.add_argument("--system", choices=("toy", "npt", "periodic"), default="toy")
+parser.add_argument("--system", choices=("toy", "npt", "periodic", "sevennet"), default="toy")
 parser.add_argument("--set-box", type=float, default=None, help="box edge (nm) set on sim.context")
 parser.add_argument("--set-parameter", type=float, default=None, help="eps set on sim.context")
 parser.add_argument("--update-per-particle", action="store_true")
@@ -52,6 +53,13 @@ if args.system == "npt":
 elif args.system == "periodic":
     target, draft = periodicChain(), periodicChain(epsilon=0.6, sigma=0.21, bond=1000.0)
     top, (x0, v0) = topology(4), periodicStart()
+elif args.system == "sevennet":  # Cu13: SevenNet-0 target (its model loaded on every rank), Sutton-Chen draft
+    from openmm_lsd import testsystems
+
+    example = testsystems.copper("cluster", 13, model="sevennet-0")
+    target, draft, top = example.target, example.draft, example.topology
+    x0 = np.asarray(example.positions)
+    v0 = np.random.default_rng(4).normal(0.0, 0.2, x0.shape)
 else:
     kw = dict(constraint=True, cmm=3)
     target, draft = toyPair(**kw)

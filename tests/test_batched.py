@@ -53,7 +53,7 @@ def test_batched_verifier_gives_the_in_process_trajectory():
 def test_batched_verifier_checks_shapes():
     verifier = BatchedVerifier(lambda x: np.zeros((1, 2)))
     verifier.submit((1, 0), np.zeros((3, 3)))
-    with pytest.raises(ValueError, match="batchForces returned shape"):
+    with pytest.raises(ValueError, match="returned forces of shape"):
         verifier.result((1, 0))
     with pytest.raises(ValueError, match="maxBatch"):
         BatchedVerifier(lambda x: x, maxBatch=0)

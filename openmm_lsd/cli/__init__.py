@@ -61,8 +61,11 @@ def _addRunOptions(p, steps):
                    help="a named example system (default: water)")
     p.add_argument("--pdb", default=None, help="a PDB file instead of a named system")
     p.add_argument("--target", default="gfn2-xtb",
-                   help="gfn2-xtb (default), gfn1-xtb, or an openmm-ml potential (ani2x, mace-off23-small, "
-                        "aimnet2, ...; their weights download at run time)")
+                   help="gfn2-xtb (default), gfn1-xtb, a SevenNet model shipped with sevenn (sevennet-0, "
+                        "sevennet-l3i5, sevennet-mf-0; offline, for metals and materials), or an openmm-ml potential "
+                        "(ani2x, mace-off23-small, aimnet2, ...; their weights download at run time)")
+    p.add_argument("--fidelity", default=None,
+                   help="with --target sevennet-mf-0: the fidelity (PBE, the default, or R2SCAN)")
     p.add_argument("--forcefield", nargs="+", default=["amber14-all.xml", "amber14/tip3p.xml"],
                    help="OpenMM force field files for the draft (with --pdb)")
     p.add_argument("--ml-atoms", choices=("all", "solute"), default="all",
@@ -130,6 +133,9 @@ def main(argv=None):
     r.add_argument("--resume", action="store_true",
                    help="continue the run in --output from its checkpoint (the same command otherwise)")
     r.add_argument("--verifiers", type=int, default=0, help="verifier ranks K: launches mpiexec -n K+1")
+    r.add_argument("--batched", action="store_true",
+                   help="SevenNet targets: evaluate the window's drafted positions in one model call (one GPU, "
+                        "many configurations) instead of one call each")
     e = commands.add_parser("estimate", help="predict acceptance by window position and speedups without LSD")
     _addRunOptions(e, 400)
     e.add_argument("--compare", default=None, help="summary.json of a measured run to compare with")
@@ -159,6 +165,9 @@ def main(argv=None):
     verifiers = getattr(args, "verifiers", 0)
     if verifiers < 0:
         raise SystemExit(f"openmm-lsd {args.command}: --verifiers must be >= 0, got {verifiers}")
+    if verifiers > 0 and getattr(args, "batched", False):
+        raise SystemExit(f"openmm-lsd {args.command}: --batched evaluates every drafted position in this process; "
+                         f"it does not go with --verifiers")
     if verifiers > 0 and not launchedUnderMPI():
         stripped = []
         skip = False

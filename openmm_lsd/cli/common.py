@@ -23,8 +23,26 @@ class RunFailed(Exception):
 
 # ---- systems -------------------------------------------------------------------------------------
 
+def targetModel(args):
+    """What ``--target`` names, for :func:`openmm_lsd.createTarget`: a SevenNet target as its
+    :class:`~openmm_lsd.models.SevenNetPotential` (the object a batched verifier evaluates too)."""
+    from ..models import SevenNetPotential, sevennetName
+
+    fidelity = getattr(args, "fidelity", None)
+    if sevennetName(args.target) is None:
+        if fidelity is not None:
+            raise UsageError(f"--fidelity applies to --target sevennet-mf-0, not {args.target}")
+        return args.target
+    try:
+        return SevenNetPotential(args.target, modal=fidelity)
+    except (ImportError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
 def buildSystem(args):
-    """An :class:`openmm_lsd.testsystems.Example` from ``--system`` or ``--pdb``."""
+    """An :class:`openmm_lsd.testsystems.Example` from ``--system`` or ``--pdb``; ``args.model`` is set to
+    the target model (:func:`targetModel`)."""
+    args.model = targetModel(args)
     try:
         if args.pdb:
             return _fromPDB(args)
@@ -34,7 +52,7 @@ def buildSystem(args):
         elif args.system == "water-box":
             options = {"edge": args.box_edge, "pressure": args.pressure, "temperature": args.temperature,
                        "frequency": args.barostat_frequency}
-        return testsystems.example(args.system, model=args.target, **options)
+        return testsystems.example(args.system, model=args.model, **options)
     except ImportError as exc:
         raise UsageError(str(exc)) from None
     except ValueError as exc:
@@ -55,7 +73,7 @@ def _fromPDB(args):
     positions = np.asarray(pdb.positions.value_in_unit(unit.nanometer))
     forcefield = tuple(args.forcefield)
     if args.ml_atoms == "all":
-        target = targets.createTarget(topology, args.target)
+        target = targets.createTarget(topology, args.model)
         draft = targets.createDraft(topology, target, forcefield=forcefield)
         targets.constrainLike(target, draft)
         description = f"{path.name}: {args.target} target, {' + '.join(forcefield)} draft"
@@ -70,7 +88,7 @@ def _fromPDB(args):
         periodic = topology.getPeriodicBoxVectors() is not None
         mm = ff.createSystem(topology, nonbondedMethod=app.PME if periodic else app.NoCutoff,
                              constraints=app.HBonds, rigidWater=True)
-        target = targets.constrainLike(targets.createTarget(topology, args.target, mmSystem=mm, mlAtoms=solute), mm)
+        target = targets.constrainLike(targets.createTarget(topology, args.model, mmSystem=mm, mlAtoms=solute), mm)
         draft = mm
         description = f"{path.name}: ML/MM, {len(solute)} solute atoms as {args.target}, {' + '.join(forcefield)}"
     positions = testsystems.minimizeWith(draft, topology, positions)
@@ -78,6 +96,13 @@ def _fromPDB(args):
 
 
 def makeSimulation(args, example, _control=None, verifier=None):
+    if getattr(args, "batched", False):
+        from ..models import SevenNetPotential
+        from ..verifiers import BatchedVerifier
+
+        if not isinstance(getattr(args, "model", None), SevenNetPotential) or args.ml_atoms != "all":
+            raise UsageError("--batched needs a SevenNet target on all atoms (--target sevennet-0, ...)")
+        verifier = BatchedVerifier(args.model)
     return SpeculativeSimulation(
         example.topology, example.target, example.draft, args.temperature * unit.kelvin,
         args.friction / unit.picosecond, args.timestep * unit.femtoseconds, window=args.window, scheme=args.scheme,

@@ -1,0 +1,35 @@
+"""Shared fixtures: the toy target/draft pair most engine tests run on, and a simulation of it.
+
+The toy Systems themselves are in ``tests/systems.py`` (importable from the test modules and from
+the scripts that the MPI tests launch); these fixtures build what many tests start from.
+"""
+
+import pytest
+
+from systems import startPositions, startVelocities, topology, toyPair
+
+
+@pytest.fixture
+def toySystems():
+    """(target, draft): the toy pair of ``systems.toyPair`` with its default differences."""
+    return toyPair()
+
+
+@pytest.fixture
+def toySimulation():
+    """A factory: ``toySimulation(**options)`` -> a SpeculativeSimulation of the toy pair on the Reference
+    platform (300 K, 5/ps, 4 fs, window 4, seed 1 unless given), at the toy start state."""
+    from openmm_lsd import SpeculativeSimulation
+
+    def make(target=None, draft=None, *args, **options):
+        if target is None or draft is None:
+            target, draft = toyPair()
+        if not args:
+            args = (300, 5.0, 0.004)
+        options = {"window": 4, "seed": 1, "platform": "Reference", **options}
+        sim = SpeculativeSimulation(topology(target.getNumParticles()), target, draft, *args, **options)
+        sim.context.setPositions(startPositions(target.getNumParticles()))
+        sim.context.setVelocities(startVelocities(target.getNumParticles()))
+        return sim
+
+    return make
