@@ -101,7 +101,8 @@ def checkSystems(target, draft):
         mt = target.getParticleMass(i).value_in_unit(openmm.unit.dalton)
         md = draft.getParticleMass(i).value_in_unit(openmm.unit.dalton)
         if not math.isclose(mt, md, rel_tol=1e-12, abs_tol=0.0):
-            raise ValueError(f"particle {i} has mass {md} Da in the draft System and {mt} Da in the target")
+            raise ValueError(f"particle {i} has mass {md} Da in the draft System and {mt} Da in the target "
+                             "(withTargetMasses gives the draft the target's)")
         vt, vd = target.isVirtualSite(i), draft.isVirtualSite(i)
         if vt != vd:
             which = "target" if vt else "draft"
@@ -145,6 +146,47 @@ def checkSystems(target, draft):
             "centre-of-mass motion exactly as the target does (openmm-ml's createSystem adds a CMMotionRemover "
             "with frequency 1); add or remove one in the draft System to match"
         )
+
+
+#: relative mass difference beyond which taking the target's masses is more than rounding (force fields
+#: give hydrogen 1.008 or 1.007947 Da: 5e-5)
+MASS_ROUNDING = 1e-3
+
+
+def withTargetMasses(target, draft):
+    """The draft with the target's particle masses: ``draft`` itself if they agree, else a copy.
+
+    The masses set the Langevin step's sigma and the draft's chain, so the draft must move
+    with the target's.  Force fields differ in the last digits (hydrogen 1.008 or 1.007947
+    Da): those are taken silently.  A larger difference (hydrogen mass repartitioning in one
+    System only, say) is taken too, with a warning naming it, since the draft's forces were
+    then made for other masses.  The user's System is never changed.
+    """
+    n = target.getNumParticles()
+    if draft.getNumParticles() != n:
+        return draft  # checkSystems names the problem
+    mass = [(target.getParticleMass(i).value_in_unit(openmm.unit.dalton),
+             draft.getParticleMass(i).value_in_unit(openmm.unit.dalton)) for i in range(n)]
+    differ = [i for i, (mt, md) in enumerate(mass) if mt != md]
+    if not differ:
+        return draft
+    beyond = [i for i in differ if abs(mass[i][0] - mass[i][1]) > MASS_ROUNDING * max(mass[i])]
+    if beyond:
+        import warnings
+
+        light = [i for i in beyond if min(mass[i]) < 1.2]  # hydrogen in at least one of the two
+        hmr = light and all(max(mass[i]) >= 1.5 for i in light)
+        i = beyond[0]
+        warnings.warn(
+            f"the draft's masses differ from the target's beyond rounding at {len(beyond)} particles (particle {i}: "
+            f"{mass[i][1]} Da in the draft, {mass[i][0]} Da in the target)"
+            + ("; this looks like hydrogen mass repartitioning in one System but not the other" if hmr else "")
+            + ": the draft moves with the target's masses (the run is exact; the draft's acceptance may suffer)",
+            UserWarning, stacklevel=3)
+    copy = openmm.XmlSerializer.clone(draft)
+    for i in differ:
+        copy.setParticleMass(i, mass[i][0])
+    return copy
 
 
 def _describe(definition):

@@ -34,7 +34,7 @@ from openmm import unit
 
 from .coupling import acceptanceProbability, couple
 from .history import CorrectionInputs, Draft, DraftedAhead, Frontier
-from .integrators import XPRE_SET, setCoefficients
+from .integrators import XPRE_SET, setCoefficients, var
 from .statistics import Statistics, bestWindow
 from .verifiers.base import asEvaluation, createContext, evaluate, stateArray
 
@@ -83,7 +83,7 @@ class _Drafting:
         corr = self._correctionFor(j)
         if corr is not self._correctionSet:
             self.draftIntegrator.setPerDofVariableByName(
-                "corr", np.zeros((self.numParticles, 3)) if corr is None else corr)
+                var("corr"), np.zeros((self.numParticles, 3)) if corr is None else corr)
             self._correctionSet = corr
 
     def draft(self):
@@ -93,7 +93,7 @@ class _Drafting:
         record = Draft()
         record.xi, record.logU, record.rng = stepNoise(self.seed, j, self.numParticles)
         self._setCorrection(j)
-        self.draftIntegrator.setPerDofVariableByName("xi", record.xi)
+        self.draftIntegrator.setPerDofVariableByName(var("xi"), record.xi)
         record.failed = threw = False
         record.positions = None
         stepStart = time.perf_counter()
@@ -105,7 +105,7 @@ class _Drafting:
             record.failed = threw = True
             record.xpre = None
             if self.draftIntegrator.getGlobalVariableByName(XPRE_SET) == 1:  # it failed after x_pre^d was drawn
-                record.xpre = np.asarray(self.draftIntegrator.getPerDofVariableByName("xpre"), dtype=np.float64)
+                record.xpre = np.asarray(self.draftIntegrator.getPerDofVariableByName(var("xpre")), dtype=np.float64)
         if not record.failed:
             state = self.draftContext.getState(getPositions=True, getVelocities=True)
             record.positions = stateArray(state, "positions")
@@ -126,7 +126,7 @@ class _Drafting:
     def _submit(self, index, positions):
         """Queue the target evaluation of x_index (with the box and, before a volume move, the energy)."""
         box = self.frontier.box if self._verifierTakesBox else None
-        energy = self.barostat is not None and self.barostat.due(index)
+        energy = (self.barostat is not None and self.barostat.due(index)) or index == self.energyStep
         if box is None and not energy:
             self.verifier.submit((self.epoch, index), positions)
         else:
@@ -204,7 +204,7 @@ class _Verification:
         """mu_t of step j from the target state (x_{j-1}, v^t_{j-1}) and F_t(x_{j-1}): phase A of the replay
         (CMMotionRemover at step count j - 1, then v1), mu_t = x + meanFactor v1 (DESIGN.md sections 2, 6)."""
         self.replayContext.setStepCount(j - 1)
-        self._mean.setPerDofVariableByName("ft", forces)
+        self._mean.setPerDofVariableByName(var("ft"), forces)
         self.replayIntegrator.setCurrentIntegrator(0)
         self.replayIntegrator.step(1)
         v1 = stateArray(self.replayContext.getState(getVelocities=True), "velocities")
@@ -264,7 +264,7 @@ class _Verification:
 
     def _finishTargetStep(self, j, xpre):
         """(x_j, v^t_j): phase B of the replay, the target's own constraint step from x_{j-1} (DESIGN.md 2, 4)."""
-        self._finish.setPerDofVariableByName("xpre", xpre)
+        self._finish.setPerDofVariableByName(var("xpre"), xpre)
         self.replayIntegrator.setCurrentIntegrator(1)
         try:
             self.replayIntegrator.step(1)
@@ -395,7 +395,7 @@ class _Checkpointing:
         frontier.restartStep, frontier.roundStart = restartStep, roundStart
         self.ahead.restore(meta, arrays, lambda j: stepNoise(self.seed, j, self.numParticles))
         self.draftContext.setPositions(arrays["draftPositions"])
-        self.draftIntegrator.setPerDofVariableByName("vd", arrays["draftVelocity"])
+        self.draftIntegrator.setPerDofVariableByName(var("vd"), arrays["draftVelocity"])
         self.draftContext.setStepCount(self.ahead.draftStep)
         self._correctionSet = _UNSET
 
@@ -438,8 +438,8 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
         self.draftContext, self.draftIntegrator = draftContext, draftContext.getIntegrator()
         self.replayContext, self.replayIntegrator = replayContext, replayContext.getIntegrator()
         self._mean, self._finish = self.replayIntegrator.getIntegrator(0), self.replayIntegrator.getIntegrator(1)
-        self._vdIndex = self._perDofIndex(self.draftIntegrator, "vd")
-        self._fdIndex = self._perDofIndex(self.draftIntegrator, "fd")
+        self._vdIndex = self._perDofIndex(self.draftIntegrator, var("vd"))
+        self._fdIndex = self._perDofIndex(self.draftIntegrator, var("fd"))
         system = replayContext.getSystem()
         self.numParticles = system.getNumParticles()
         self._masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton)
@@ -451,6 +451,7 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
         self.verifier = verifier
         self._verifierTakesBox = bool(getattr(verifier, "supportsVolumeMoves", False))
         self._verifierDraftForces = bool(getattr(verifier, "providesDraftForces", False))
+        self.energyStep = None  # the step whose target energy a reporter wants from the verifier (requestEnergy)
         self._evaluationsBefore = 0  # target evaluations of the run before a checkpoint was loaded
         self.epoch = 0
         # The window: with window='auto', chosen during the run (:meth:`_tuneWindow`), ``window`` its upper limit.
@@ -468,7 +469,7 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
         self.correction = correction
         self.seed = seed
         self._correctionSet = None
-        self.draftIntegrator.setPerDofVariableByName("corr", np.zeros((self.numParticles, 3)))
+        self.draftIntegrator.setPerDofVariableByName(var("corr"), np.zeros((self.numParticles, 3)))
         self._originalDraftForces = bool(getattr(correction, "needsOriginalDraftForces", False))
         self._differenceSystem = draftContext.getSystem()
         if self._originalDraftForces:
@@ -562,7 +563,7 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
             self.draftContext.setPeriodicBoxVectors(*frontier.box)
         self.draftContext.setPositions(frontier.positions)
         # The draft integrator keeps its velocity in ``vd`` (its Context's velocities carry x_pre).
-        self.draftIntegrator.setPerDofVariableByName("vd", frontier.velocities)
+        self.draftIntegrator.setPerDofVariableByName(var("vd"), frontier.velocities)
         self.draftContext.setStepCount(frontier.step)
         if evaluation is None:
             self._submit(frontier.step, frontier.positions)
@@ -601,3 +602,17 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
                 continue  # accepted: the draft restarted from the scaled state
             self.verify()
         self.statistics.targetEvaluations = self._evaluationsBefore + self.verifier.numEvaluations
+
+    def requestEnergy(self, step):
+        """Have the target's potential energy at x_step computed with its forces (a reporter is due at ``step``):
+        the verifier evaluates x_step anyway, for the step after it."""
+        self.energyStep = step if self._verifierTakesBox else None
+
+    def frontierEnergy(self):
+        """E_t(x_t) in kJ/mol at the frontier t from the verifier, or None where it was not asked for
+        (:meth:`requestEnergy`) or x_t is not yet submitted.  Waits for x_t's evaluation, which the next
+        step needs anyway."""
+        t = self.frontier.step
+        if t not in self.ahead.energies and t == self.energyStep and self.ahead.submitted >= t:
+            self._targetForce(t)
+        return self.ahead.energies.get(t)

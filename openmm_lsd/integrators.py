@@ -26,6 +26,7 @@ Notation follows DESIGN.md: a = exp(-gamma dt), b = sqrt(1 - a^2), kT = k_B T.
 """
 
 import math
+import re
 
 import openmm
 from openmm import unit
@@ -48,14 +49,42 @@ def canonical_scheme(scheme):
     return _SCHEME_ALIASES[scheme.lower()]
 
 
+#: The integrators' own variables, written under their DESIGN.md names in this module and given to OpenMM
+#: with the prefix ``lsd_`` (``lsd_a``, ``lsd_kT``, ``lsd_xi``...): a Context refuses an integrator variable
+#: named like one of its parameters, and users' custom forces use short names (a Sutton-Chen ``a``, say).
+#: The shipped :class:`LeapfrogLangevinIntegrator` runs on the user's own Context, so these are public names.
+VARIABLES = ("a", "b", "kT", "gamma", "xi", "corr", "fd", "xpre", "x0", "vd", "ft", "xpreSet")
+PREFIX = "lsd_"
+_RENAME = re.compile(r"\b(" + "|".join(VARIABLES) + r")\b")
+
+
+def var(name):
+    """OpenMM's name of the integrator variable ``name`` (one of :data:`VARIABLES`)."""
+    if name not in VARIABLES:
+        raise KeyError(name)
+    return PREFIX + name
+
+
+def _named(expression):
+    return _RENAME.sub(lambda match: PREFIX + match.group(1), expression)
+
+
+def _perDof(integrator, variable, expression):
+    integrator.addComputePerDof(_named(variable), _named(expression))
+
+
+def _global(integrator, variable, expression):
+    integrator.addComputeGlobal(_named(variable), _named(expression))
+
+
 #: the draft integrator's global that is 1 once x_pre^d of the current step is computed (read when a step throws)
-XPRE_SET = "xpreSet"
+XPRE_SET = var("xpreSet")
 
 
 def _addRecordXpre(integrator):
     """x_pre = x, the unconstrained end position the coupling needs (and the flag that it was drawn)."""
-    integrator.addComputePerDof("xpre", "x")
-    integrator.addComputeGlobal(XPRE_SET, "1")
+    _perDof(integrator, "xpre", "x")
+    _global(integrator, "xpreSet", "1")
 
 
 class _LangevinMiddle:
@@ -76,21 +105,21 @@ class _LangevinMiddle:
     @staticmethod
     def _addKick(integrator, force):
         """(1) v1 = Pi_x(v + dt F/m)."""
-        integrator.addComputePerDof("v", f"v + dt*{force}/m")
+        _perDof(integrator, "v", f"v + dt*{force}/m")
         integrator.addConstrainVelocities()
 
     @staticmethod
     def _addConstrain(integrator):
         """(5) x' = P_x(x_pre), reference x; (6) v' = v2 + (x' - x_pre)/dt."""
         integrator.addConstrainPositions()
-        integrator.addComputePerDof("v", "v + (x - xpre)/dt")
+        _perDof(integrator, "v", "v + (x - xpre)/dt")
 
     def addDraftStep(self, integrator):
         """(1)-(6) with the force f + corr and the controller's noise xi."""
         self._addKick(integrator, "(f + corr)")
-        integrator.addComputePerDof("x", "x + 0.5*dt*v")  # (2) x_half
-        integrator.addComputePerDof("v", "a*v + b*sqrt(kT/m)*xi")  # (3) v2
-        integrator.addComputePerDof("x", "x + 0.5*dt*v")  # (4) x_pre
+        _perDof(integrator, "x", "x + 0.5*dt*v")  # (2) x_half
+        _perDof(integrator, "v", "a*v + b*sqrt(kT/m)*xi")  # (3) v2
+        _perDof(integrator, "x", "x + 0.5*dt*v")  # (4) x_pre
         _addRecordXpre(integrator)
         self._addConstrain(integrator)
 
@@ -100,8 +129,8 @@ class _LangevinMiddle:
 
     def addFinish(self, integrator):
         """Phase B from the coupled x_pre: v2 = 2 (x_pre - x_half)/dt, then (5), (6)."""
-        integrator.addComputePerDof("v", "2*(xpre - (x + 0.5*dt*v))/dt")
-        integrator.addComputePerDof("x", "xpre")
+        _perDof(integrator, "v", "2*(xpre - (x + 0.5*dt*v))/dt")
+        _perDof(integrator, "x", "xpre")
         self._addConstrain(integrator)
 
 
@@ -123,17 +152,17 @@ class _Leapfrog:
     @staticmethod
     def _addVelocity(integrator, force, noise=None):
         """v' = a v + (1 - a)/gamma F/m (+ the noise term)."""
-        integrator.addComputePerDof("v", f"a*v + (1-a)/gamma*{force}/m" + (f" + {noise}" if noise else ""))
+        _perDof(integrator, "v", f"a*v + (1-a)/gamma*{force}/m" + (f" + {noise}" if noise else ""))
 
     @staticmethod
     def _addPositions(integrator, xpre, record=False):
         """x_pre = x + dt v' (or the coupled one); x' = P_x(x_pre), reference x; v_new = (x' - x)/dt."""
-        integrator.addComputePerDof("x0", "x")
-        integrator.addComputePerDof("x", xpre)
+        _perDof(integrator, "x0", "x")
+        _perDof(integrator, "x", xpre)
         if record:
             _addRecordXpre(integrator)
         integrator.addConstrainPositions()
-        integrator.addComputePerDof("v", "(x - x0)/dt")
+        _perDof(integrator, "v", "(x - x0)/dt")
 
     def addSerialStep(self, integrator):
         """The serial step, OpenMM's own Gaussian noise."""
@@ -184,14 +213,14 @@ _GLOBALS = ("a", "b", "kT", "gamma")
 
 def _add_globals(integrator, coeffs):
     for name in _GLOBALS:
-        integrator.addGlobalVariable(name, getattr(coeffs, name))
+        integrator.addGlobalVariable(var(name), getattr(coeffs, name))
 
 
 def setCoefficients(integrator, coeffs):
     """Give an integrator built by this module the step size and a, b, kT, gamma of ``coeffs``."""
     integrator.setStepSize(coeffs.dt)
     for name in _GLOBALS:
-        integrator.setGlobalVariableByName(name, getattr(coeffs, name))
+        integrator.setGlobalVariableByName(var(name), getattr(coeffs, name))
 
 
 class LeapfrogLangevinIntegrator(openmm.CustomIntegrator):
@@ -231,7 +260,7 @@ class LeapfrogLangevinIntegrator(openmm.CustomIntegrator):
         _add_globals(self, coeffs)
         self._temperature = temperature
         self._friction = frictionCoeff
-        self.addPerDofVariable("x0", 0)
+        self.addPerDofVariable(var("x0"), 0)
         self.addUpdateContextState()
         SCHEMES["leapfrog"].addSerialStep(self)
 
@@ -250,7 +279,7 @@ class LeapfrogLangevinIntegrator(openmm.CustomIntegrator):
         coeffs = Coefficients("leapfrog", temperature, frictionCoeff, stepSize)
         openmm.CustomIntegrator.setStepSize(self, stepSize)
         for name in _GLOBALS:
-            self.setGlobalVariableByName(name, getattr(coeffs, name))
+            self.setGlobalVariableByName(var(name), getattr(coeffs, name))
         self._temperature, self._friction = temperature, frictionCoeff
 
     def setTemperature(self, temperature):
@@ -289,15 +318,15 @@ def draftIntegrator(coeffs):
     integrator = openmm.CustomIntegrator(coeffs.dt)
     _add_globals(integrator, coeffs)
     for name in ("xi", "corr", "fd", "xpre", "x0", "vd"):
-        integrator.addPerDofVariable(name, 0)
+        integrator.addPerDofVariable(var(name), 0)
     integrator.addGlobalVariable(XPRE_SET, 0)
-    integrator.addComputeGlobal(XPRE_SET, "0")
-    integrator.addComputePerDof("v", "vd")
+    _global(integrator, "xpreSet", "0")
+    _perDof(integrator, "v", "vd")
     integrator.addUpdateContextState()
-    integrator.addComputePerDof("fd", "f")
+    _perDof(integrator, "fd", "f")
     SCHEMES[coeffs.scheme].addDraftStep(integrator)
-    integrator.addComputePerDof("vd", "v")
-    integrator.addComputePerDof("v", "xpre")
+    _perDof(integrator, "vd", "v")
+    _perDof(integrator, "v", "xpre")
     return integrator
 
 
@@ -317,14 +346,14 @@ def replayIntegrator(coeffs):
     scheme = SCHEMES[coeffs.scheme]
     mean = openmm.CustomIntegrator(coeffs.dt)
     _add_globals(mean, coeffs)
-    mean.addPerDofVariable("ft", 0)
+    mean.addPerDofVariable(var("ft"), 0)
     mean.addUpdateContextState()
     scheme.addMean(mean)
 
     finish = openmm.CustomIntegrator(coeffs.dt)
     _add_globals(finish, coeffs)
-    finish.addPerDofVariable("xpre", 0)
-    finish.addPerDofVariable("x0", 0)
+    finish.addPerDofVariable(var("xpre"), 0)
+    finish.addPerDofVariable(var("x0"), 0)
     scheme.addFinish(finish)
 
     compound = openmm.CompoundIntegrator()

@@ -2,6 +2,7 @@
 
 import atexit
 import logging
+import re
 import secrets
 
 import numpy as np
@@ -42,6 +43,27 @@ def _checkedSeed(seed):
     return int(seed)
 
 
+def _fromIntegrator(integrator, frictionCoeff, stepSize, scheme, seed):
+    """(temperature, friction, step size, scheme, seed) of the serial integrator a script would have run."""
+    from .integrators import LeapfrogLangevinIntegrator
+
+    if isinstance(integrator, openmm.LangevinMiddleIntegrator):  # LangevinIntegrator is one since OpenMM 8.5
+        own = "LangevinMiddle"
+    elif isinstance(integrator, LeapfrogLangevinIntegrator):
+        own = "leapfrog"
+    else:
+        raise ValueError(f"speculative dynamics reproduces LangevinMiddleIntegrator, LangevinIntegrator or "
+                         f"openmm_lsd.LeapfrogLangevinIntegrator, not a {type(integrator).__name__}")
+    if frictionCoeff is not None or stepSize is not None:
+        raise TypeError("with an integrator, its friction and step size are used: do not also give frictionCoeff "
+                        "or stepSize")
+    if scheme is not None and canonical_scheme(scheme) != own:
+        raise ValueError(f"scheme {scheme!r} disagrees with the integrator given, a {type(integrator).__name__}")
+    if seed is None and integrator.getRandomNumberSeed() != 0:  # OpenMM's 0 means "pick one": so does seed=None
+        seed = integrator.getRandomNumberSeed()
+    return integrator.getTemperature(), integrator.getFriction(), integrator.getStepSize(), own, seed
+
+
 def _reportInfo(reporter, simulation):
     """OpenMM 8's dict form of ``describeNextReport``, from either the dict or the tuple form."""
     info = reporter.describeNextReport(simulation)
@@ -70,14 +92,23 @@ class SpeculativeSimulation:
     targetSystem : openmm.System
         The expensive System whose dynamics is reproduced exactly.
     draftSystem : openmm.System
-        A cheap System over the same particles: same masses, constraints, virtual
-        sites, periodicity and CMMotionRemover frequency.
-    temperature : float or openmm.unit.Quantity
-        Heat-bath temperature (K).
+        A cheap System over the same particles: same constraints, virtual sites,
+        periodicity and CMMotionRemover frequency.  It moves with the target's masses
+        (a copy is made where they differ, e.g. a draft from another force field;
+        a difference beyond rounding, such as hydrogen mass repartitioning in one
+        System only, is warned about); ``draftSystem`` is then that copy.
+    temperature : openmm.Integrator, or float or openmm.unit.Quantity
+        The serial script's integrator: a ``LangevinMiddleIntegrator``,
+        ``LangevinIntegrator`` or :class:`~openmm_lsd.LeapfrogLangevinIntegrator` (not yet
+        bound to a Context), whose temperature, friction, step size, constraint tolerance,
+        scheme and random seed are taken (seed 0, OpenMM's "pick one", draws one; ``seed``
+        overrides it); it becomes :attr:`integrator`, so its setters act as on a
+        ``Simulation``.  Or the heat-bath temperature (K), with ``frictionCoeff`` and
+        ``stepSize``.
     frictionCoeff : float or openmm.unit.Quantity
-        Friction coefficient (1/ps), > 0.
+        Friction coefficient (1/ps), > 0 (not with an integrator).
     stepSize : float or openmm.unit.Quantity
-        Time step (ps).
+        Time step (ps) (not with an integrator).
     window : int or 'auto'
         Maximum number of drafted steps ahead of the verified frontier (>= 1).
         It changes speed, never the trajectory. ``'auto'`` chooses it every 200
@@ -86,7 +117,8 @@ class SpeculativeSimulation:
         target and draft costs and number of verifiers; the statistics' rounds then
         follow the window in force.
     scheme : str
-        ``'LangevinMiddle'`` (default; ``'Langevin'`` is the same) or ``'leapfrog'``.
+        ``'LangevinMiddle'`` (default; ``'Langevin'`` is the same) or ``'leapfrog'``;
+        with an integrator, its own.
     draftCorrection : str or correction object
         How the draft force for step j is corrected from target-minus-draft force
         differences at accepted positions (:mod:`openmm_lsd.corrections`); every
@@ -154,13 +186,22 @@ class SpeculativeSimulation:
     >>> sim.statistics.acceptanceRate
     """
 
-    def __init__(self, topology, targetSystem, draftSystem, temperature, frictionCoeff, stepSize, window=8,
-                 scheme="LangevinMiddle", draftCorrection="extrapolate-quadratic", correctionLag=None, platform=None,
+    def __init__(self, topology, targetSystem, draftSystem, temperature, frictionCoeff=None, stepSize=None, window=8,
+                 scheme=None, draftCorrection="extrapolate-quadratic", correctionLag=None, platform=None,
                  platformProperties=None, seed=None, verifier=None, verifierTimeout=_mpi.DEFAULT_TIMEOUT,
                  _control=None):
+        userIntegrator = None
+        if isinstance(temperature, openmm.Integrator):
+            userIntegrator = temperature
+            temperature, frictionCoeff, stepSize, scheme, seed = _fromIntegrator(userIntegrator, frictionCoeff,
+                                                                                 stepSize, scheme, seed)
+        elif frictionCoeff is None or stepSize is None:
+            raise TypeError("give the serial integrator (LangevinMiddleIntegrator, LangevinIntegrator or "
+                            "LeapfrogLangevinIntegrator), or temperature, frictionCoeff and stepSize")
         temperature = positive(temperature, unit.kelvin, "temperature")
         frictionCoeff = positive(frictionCoeff, unit.picosecond**-1, "frictionCoeff")
         stepSize = positive(stepSize, unit.picosecond, "stepSize")
+        scheme = "LangevinMiddle" if scheme is None else scheme
         autoWindow = isinstance(window, str) and window.lower() == "auto"
         if autoWindow:
             window = 32
@@ -169,6 +210,7 @@ class SpeculativeSimulation:
         scheme = canonical_scheme(scheme)
         correction = makeCorrection(draftCorrection, correctionLag)
         seed = _checkedSeed(secrets.randbits(63) if seed is None else seed)
+        draftSystem = compatibility.withTargetMasses(targetSystem, draftSystem)
         compatibility.checkSystems(targetSystem, draftSystem)
         if topology is not None and topology.getNumAtoms() != targetSystem.getNumParticles():
             raise ValueError(f"topology has {topology.getNumAtoms()} atoms, target System has "
@@ -193,9 +235,15 @@ class SpeculativeSimulation:
         self.reporters = []
         self._coefficients = Coefficients(scheme, temperature, frictionCoeff, stepSize)
 
-        self.integrator = serialIntegrator(self._coefficients)
+        self.integrator = userIntegrator if userIntegrator is not None else serialIntegrator(self._coefficients)
         self._constraintTolerance = self.integrator.getConstraintTolerance()
-        self.context = createContext(targetSystem, self.integrator, platform, platformProperties)
+        try:
+            self.context = createContext(targetSystem, self.integrator, platform, platformProperties)
+        except Exception as exc:
+            if userIntegrator is not None and "bound" in str(exc):
+                raise ValueError("the integrator given is already bound to a Context (a Simulation's?): pass a "
+                                 "new one; SpeculativeSimulation's target Context needs its own") from None
+            raise
         realPlatform = self.context.getPlatform()
         # A correction that refits the draft changes its Context's parameters: give it a copy of the System.
         # A draft's barostat would move the draft's box on its own: the copy has none.
@@ -403,12 +451,35 @@ class SpeculativeSimulation:
         self.context.setState(openmm.XmlSerializer.deserialize(xml))
 
     def minimizeEnergy(self, tolerance=10 * unit.kilojoules_per_mole / unit.nanometer, maxIterations=0):
-        """Minimize the target energy, as ``Simulation.minimizeEnergy`` does.
+        """Minimize the target energy, as ``Simulation.minimizeEnergy`` does, starting with the draft.
 
-        With an expensive target each iteration costs a target call; minimizing
-        with the draft first (on a draft Simulation) is often wiser.
+        First OpenMM's ``LocalEnergyMinimizer`` on the draft System (no target calls), then on
+        the target from the draft's minimum.  A semi-empirical target far from a minimum (or
+        at the minimizer's trial steps) may fail (``SCF not converged``); from the draft's
+        minimum it seldom does.  If it still fails, ``context`` keeps the draft's minimum and a
+        warning says why.  ``maxIterations`` bounds the target's minimization (0: until
+        converged); the draft's always runs to convergence.
         """
-        openmm.LocalEnergyMinimizer.minimize(self.context, tolerance, maxIterations)
+        state = self.context.getState(getPositions=True)
+        positions = stateArray(state, "positions")
+        draft = openmm.Context(self.draftSystem, openmm.VerletIntegrator(0.001),
+                               openmm.Platform.getPlatformByName("Reference"))
+        draft.getIntegrator().setConstraintTolerance(self.integrator.getConstraintTolerance())
+        if self.system.usesPeriodicBoundaryConditions():
+            draft.setPeriodicBoxVectors(*state.getPeriodicBoxVectors())
+        draft.setPositions(positions)
+        openmm.LocalEnergyMinimizer.minimize(draft, tolerance, 0)  # cheap: always to convergence
+        drafted = stateArray(draft.getState(getPositions=True), "positions")
+        del draft
+        self.context.setPositions(drafted)
+        try:
+            openmm.LocalEnergyMinimizer.minimize(self.context, tolerance, maxIterations)
+        except Exception as exc:  # the target failed at some trial position: keep the draft's minimum
+            import warnings
+
+            self.context.setPositions(drafted)
+            warnings.warn(f"minimizing the target failed ({exc}); the positions are the draft's energy minimum",
+                          RuntimeWarning, stacklevel=2)
 
     def step(self, steps):
         """Advance by ``steps`` verified target steps, calling reporters as ``Simulation.step`` does."""
@@ -421,22 +492,41 @@ class SpeculativeSimulation:
             for info in infos:
                 if 0 < info["steps"] <= nextSteps:
                     nextSteps = info["steps"]
-            self._advance(nextSteps)
+            due = [(reporter, info) for reporter, info in zip(self.reporters, infos) if info["steps"] == nextSteps]
+            self._advance(nextSteps, energy=any("energy" in info["include"] for _, info in due))
             stepsToGo -= nextSteps
-            for reporter, info in zip(self.reporters, infos):
-                if info["steps"] == nextSteps:
-                    self._report(reporter, info)
+            if due:
+                self._generateReports(due)
 
-    def _report(self, reporter, info):
-        include = info["include"]
-        periodic = info["periodic"]
-        if periodic is None:
-            periodic = self.system.usesPeriodicBoundaryConditions()
-        state = self.context.getState(getPositions="positions" in include, getVelocities="velocities" in include,
-                                      getForces="forces" in include, getEnergy="energy" in include,
-                                      getParameters="parameters" in include,
-                                      enforcePeriodicBox=bool(periodic))
-        reporter.report(self, state)
+    def _generateReports(self, due):
+        """As ``Simulation._generate_reports``: one State for the reporters that want periodic wrapping and
+        one for those that do not, each with everything its reporters include.  The potential energy
+        comes from the verification of the current position where the verifier computed it (no serial
+        target call on this rank); the kinetic energy from the integrator, as OpenMM reports it."""
+        groups = {False: [], True: []}
+        for reporter, info in due:
+            periodic = info["periodic"]
+            groups[self.system.usesPeriodicBoundaryConditions() if periodic is None else bool(periodic)].append(
+                (reporter, info))
+        for periodic, group in groups.items():
+            if not group:
+                continue
+            include = set().union(*(info["include"] for _, info in group))
+            state = self._reportState(include, periodic)
+            for reporter, _ in group:
+                reporter.report(self, state)
+
+    def _reportState(self, include, periodic):
+        energy = self._controller.frontierEnergy() if "energy" in include and "forces" not in include else None
+        options = dict(getPositions="positions" in include, getVelocities="velocities" in include,
+                       getForces="forces" in include, getEnergy="energy" in include,
+                       getParameters="parameters" in include, enforcePeriodicBox=periodic)
+        if energy is None:
+            return self.context.getState(**options)
+        # Kinetic energy only (no force group evaluated: no target call), then the verifier's potential energy.
+        xml = openmm.XmlSerializer.serialize(self.context.getState(**options, groups=0))
+        xml = re.sub(r'PotentialEnergy="[^"]*"', f'PotentialEnergy="{energy!r}"', xml, count=1)
+        return openmm.XmlSerializer.deserialize(xml)
 
     # ---- the bridge between context and controller ------------------------------------------
 
@@ -508,7 +598,7 @@ class SpeculativeSimulation:
         self._controller.setCoefficients(self._coefficients, tolerance)
         return True
 
-    def _advance(self, steps):
+    def _advance(self, steps, energy=False):
         current = self._contextState()
         positions, velocities, step, time, box = current
         changed = self._syncSettings()
@@ -524,6 +614,7 @@ class SpeculativeSimulation:
             # The Context's parameters, which a user may change between steps as with OpenMM's barostat.
             self._volumeMoves.readParameters(self.context)
         start = self._controller.step
+        self._controller.requestEnergy(start + steps if energy else None)
         try:
             self._controller.advance(steps)
         finally:

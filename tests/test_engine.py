@@ -53,14 +53,14 @@ def test_identical_draft_matches_draft_run_alone():
     integrator = draftIntegrator(Coefficients("LangevinMiddle", 300, 5.0, 0.004))
     context = openmm.Context(toy(**kw), integrator, openmm.Platform.getPlatformByName("Reference"))
     context.setPositions(startPositions())
-    integrator.setPerDofVariableByName("vd", startVelocities())  # the draft keeps its velocity in vd
+    integrator.setPerDofVariableByName("lsd_vd", startVelocities())  # the draft keeps its velocity in vd
     frames = []
     for j in range(1, 31):
-        integrator.setPerDofVariableByName("xi", stepNoise(5, j, 3)[0])
+        integrator.setPerDofVariableByName("lsd_xi", stepNoise(5, j, 3)[0])
         integrator.step(1)
         state = context.getState(getPositions=True)
         frames.append(np.concatenate([state.getPositions(asNumpy=True)._value,
-                                      np.asarray(integrator.getPerDofVariableByName("vd"))]))
+                                      np.asarray(integrator.getPerDofVariableByName("lsd_vd"))]))
     np.testing.assert_allclose(lsd, np.array(frames), rtol=0, atol=1e-10)
 
 

@@ -24,13 +24,6 @@ def test_particle_count():
         build(draft=toy(2))
 
 
-def test_masses():
-    draft = toy()
-    draft.setParticleMass(1, 5.0)
-    with pytest.raises(ValueError, match="particle 1 has mass 5.0 Da in the draft System and 4.0 Da in the target"):
-        build(draft=draft)
-
-
 def test_constraints():
     with pytest.raises(ValueError, match="constraints"):
         build(target=toy(constraint=True))

@@ -185,7 +185,7 @@ def test_leapfrog_integrator_setters_match_a_new_integrator():
     changed.setFriction(2.0)
     changed.setStepSize(0.002)
     built = LeapfrogLangevinIntegrator(600, 2.0, 0.002)
-    for name in ("a", "b", "kT", "gamma"):
+    for name in ("lsd_a", "lsd_b", "lsd_kT", "lsd_gamma"):
         assert changed.getGlobalVariableByName(name) == built.getGlobalVariableByName(name)
     assert changed.getStepSize() == built.getStepSize()
     assert changed.getTemperature() == built.getTemperature() and changed.getFriction() == built.getFriction()

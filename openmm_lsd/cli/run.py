@@ -164,12 +164,40 @@ def run(args):
     s = sim.statistics
     summary = {"acceptance_rate": s.acceptanceRate, "steps_per_round": s.stepsPerRound, "steps": s.steps,
                "seed": args.seed, "wall_seconds": wall, "ns_per_day": args.steps * args.timestep * 1e-6 / wall * 86400,
-               "verifiers": K, "resumed": bool(args.resume), "settings": settings(args, example),
-               "statistics": s.asDict(), "files": [n for n in RUN_FILES if n != "summary.json"]}
+               "verifiers": K, "resumed": bool(args.resume), **_serialComparison(sim, args.steps - first, wall
+                                                                                - elapsedBefore),
+               "settings": settings(args, example), "statistics": s.asDict(),
+               "files": [n for n in RUN_FILES if n != "summary.json"]}
     plotAcceptance(folder / "acceptance.png", s.acceptanceByPosition, s.expectedAcceptanceByPosition,
                    f"{example.name}: acceptance {s.acceptanceRate:.2f}, {s.stepsPerRound:.2f} steps per round")
     writeJSON(folder / "summary.json", summary)
     moves = f", {s.volumeMovesAccepted} of {s.volumeMoves} volume moves accepted" if npt else ""
     print(f"acceptance {s.acceptanceRate:.3f}, {s.stepsPerRound:.2f} steps per round{moves}, "
           f"{summary['ns_per_day']:.2f} ns/day; wrote {folder}/summary.json", file=sys.stderr)
+    print(_paid(summary, K), file=sys.stderr)
     return summary
+
+
+def _serialComparison(sim, steps, wall):
+    """What the serial run of these steps would have taken: the measured time of one target call times the
+    number of steps (the serial integrator makes one target call per step), next to this run's."""
+    verifier = sim.verifier
+    perCall = verifier.targetSeconds / verifier.numEvaluations if verifier.numEvaluations else None
+    serial = None if perCall is None else perCall * steps
+    return {"target_seconds_per_call": perCall, "serial_estimate_seconds": serial, "run_seconds": wall,
+            "speedup_over_serial": None if serial is None or not wall > 0 else serial / wall}
+
+
+def _paid(summary, verifiers):
+    """The closing line: did the run pay, and, in one process, how to make it pay."""
+    serial, own, perCall = summary["serial_estimate_seconds"], summary["run_seconds"], summary["target_seconds_per_call"]
+    if serial is None:
+        return "no target call was timed"
+    line = (f"a serial run would have taken about {serial:.1f} s ({perCall * 1e3:.1f} ms per target call x "
+            f"{summary['steps'] if not summary['resumed'] else 'these'} steps); this run took {own:.1f} s")
+    if verifiers:
+        return line + f": {summary['speedup_over_serial']:.2f}x with {verifiers} verifier ranks"
+    command = " ".join(["openmm-lsd"] + [a for a in sys.argv[1:] if a != "--overwrite"] + ["--verifiers", "8",
+                                                                                         "--overwrite"])
+    return (line + ". In one process LSD verifies one step at a time and cannot beat the serial run; verifier "
+            f"ranks evaluate drafted steps in parallel (one core or GPU each): {command}")
