@@ -186,6 +186,13 @@ def addOptions(parser):
     parser.add_argument("--correction", choices=CORRECTIONS, default="offset", help="draft correction (default offset)")
     parser.add_argument("--barostat-frequency", type=int, default=25,
                         help="barostat case: steps between volume moves (default 25; 0: no barostat)")
+    parser.add_argument("--target", default=None,
+                        help="copper case: the target model (default gfn1-xtb; sevennet-0, sevennet-l3i5, ...)")
+    parser.add_argument("--batched", action="store_true",
+                        help="copper case, in-process: a SevenNet target's window evaluated in one model call")
+    parser.add_argument("--report-interval", type=int, default=0,
+                        help="also time LSD with OpenMM's StateDataReporter(potentialEnergy=True) every N steps, in "
+                             "blocks alternating with none (0: off)")
     parser.add_argument("--json", default=None, help="write the figures to this file")
 
 
@@ -212,7 +219,12 @@ def main(argv=None):
         from .emulation import addLatency
         from .testsystems import copper
 
-        example = copper("cluster", args.size)
+        model = args.target or "gfn1-xtb"
+        if args.batched:
+            from .models import SevenNetPotential
+
+            model = SevenNetPotential(model)
+        example = copper("cluster", args.size, model=model)
         topology, positions, draft = example.topology, example.positions, example.draft
         # The added latency is part of the target System: the serial baseline and every rank pay it.
         target = addLatency(example.target, args.latency_ms / 1000)
@@ -245,9 +257,16 @@ def main(argv=None):
         return _write({"case": args.case, "serial_seconds_per_step": serial, "serial_steps": serialSteps,
                        "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}, None)
 
+    verifier = None
+    if args.batched:
+        from .verifiers import BatchedVerifier
+
+        if args.case != "copper" or args.latency_ms:
+            raise SystemExit("--batched: the copper case with a SevenNet --target and --latency-ms 0")
+        verifier = BatchedVerifier(model)
     sim = SpeculativeSimulation(topology, target, draft, args.temperature, args.friction, dt, window=args.window,
                                 draftCorrection=args.correction, correctionLag=args.lag, platform=platform,
-                                platformProperties=properties, seed=args.seed)
+                                platformProperties=properties, seed=args.seed, verifier=verifier)
     # Only rank 0 gets here: verifier ranks served inside the constructor and ended.
     if topology.getPeriodicBoxVectors() is not None:
         sim.context.setPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
@@ -257,6 +276,7 @@ def main(argv=None):
     start = time.perf_counter()
     sim.step(args.steps)
     lsd = (time.perf_counter() - start) / args.steps
+    reporting = _timeReporting(sim, args.steps, args.report_interval) if args.report_interval else {}
     s = sim.statistics
     verifier = sim.verifier
     K = getattr(verifier, "numVerifiers", 1)
@@ -308,9 +328,32 @@ def main(argv=None):
         "queue_wait_seconds_median": float(np.median(verifier.queueWaits)) if getattr(verifier, "queueWaits", None) else 0.0,
         "draft_steps": s.draftSteps,
         "platform": args.platform,
+        "target": args.target if args.case == "copper" else None,
+        "batched": bool(args.batched),
+        **reporting,
     }
     sim.close()
     return _write(result, args.json)
+
+
+def _timeReporting(sim, steps, interval, blocks=6):
+    """Seconds per step of the same run in blocks alternating without and with a StateDataReporter that asks
+    for the potential energy every ``interval`` steps (as a user's log does); medians over the blocks."""
+    import io
+
+    reporter = app.StateDataReporter(io.StringIO(), interval, step=True, potentialEnergy=True, temperature=True)
+    per = max(interval, (steps // blocks) // interval * interval)
+    timings = {False: [], True: []}
+    for block in range(blocks):
+        withReporter = block % 2 == 1
+        sim.reporters[:] = [reporter] if withReporter else []
+        start = time.perf_counter()
+        sim.step(per)
+        timings[withReporter].append((time.perf_counter() - start) / per)
+    sim.reporters[:] = []
+    quiet, logged = float(np.median(timings[False])), float(np.median(timings[True]))
+    return {"report_interval": interval, "report_block_steps": per, "lsd_seconds_per_step_quiet": quiet,
+            "lsd_seconds_per_step_reporting": logged, "reporting_slowdown": logged / quiet - 1}
 
 
 def _write(result, path):

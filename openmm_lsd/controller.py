@@ -126,7 +126,7 @@ class _Drafting:
     def _submit(self, index, positions):
         """Queue the target evaluation of x_index (with the box and, before a volume move, the energy)."""
         box = self.frontier.box if self._verifierTakesBox else None
-        energy = (self.barostat is not None and self.barostat.due(index)) or index == self.energyStep
+        energy = (self.barostat is not None and self.barostat.due(index)) or index in self.energySteps
         if box is None and not energy:
             self.verifier.submit((self.epoch, index), positions)
         else:
@@ -451,7 +451,7 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
         self.verifier = verifier
         self._verifierTakesBox = bool(getattr(verifier, "supportsVolumeMoves", False))
         self._verifierDraftForces = bool(getattr(verifier, "providesDraftForces", False))
-        self.energyStep = None  # the step whose target energy a reporter wants from the verifier (requestEnergy)
+        self.energySteps = set()  # the steps whose target energy reporters want from the verifier (requestEnergy)
         self._evaluationsBefore = 0  # target evaluations of the run before a checkpoint was loaded
         self.epoch = 0
         # The window: with window='auto', chosen during the run (:meth:`_tuneWindow`), ``window`` its upper limit.
@@ -590,29 +590,35 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
         s.window = window
         self._roundLocked = getattr(self.verifier, "concurrency", None) is not None and slots <= window
 
-    def advance(self, steps):
+    def advance(self, steps, horizon=None):
         """Verify ``steps`` more steps (and make the barostat's volume moves between them): each turn tunes
-        the window, proposes a volume move, drafts ahead, decides the move, verifies the next step."""
+        the window, proposes a volume move, drafts ahead, decides the move, verifies the next step.
+
+        The draft runs up to ``horizon`` steps past the frontier (default ``steps``): a caller that stops at
+        a report and goes on keeps the verifiers busy across the stop.  The trajectory does not depend on
+        it (each drafted step is a function of its index and of the accepted history, DESIGN.md section 9).
+        """
         end = self.frontier.step + steps
+        draftEnd = self.frontier.step + max(steps, horizon or 0)
         while self.frontier.step < end:
             self._tuneWindow()
             proposal = self._proposeVolumeMove()
-            self._draftAhead(end)
+            self._draftAhead(draftEnd)
             if proposal is not None and self._decideMove(proposal):
                 continue  # accepted: the draft restarted from the scaled state
             self.verify()
         self.statistics.targetEvaluations = self._evaluationsBefore + self.verifier.numEvaluations
 
-    def requestEnergy(self, step):
-        """Have the target's potential energy at x_step computed with its forces (a reporter is due at ``step``):
-        the verifier evaluates x_step anyway, for the step after it."""
-        self.energyStep = step if self._verifierTakesBox else None
+    def requestEnergy(self, steps):
+        """Have the target's potential energy at x_s computed with its forces for each s in ``steps`` (reporters
+        are due there): the verifier evaluates x_s anyway, for the step after it."""
+        self.energySteps = set(steps) if self._verifierTakesBox else set()
 
     def frontierEnergy(self):
         """E_t(x_t) in kJ/mol at the frontier t from the verifier, or None where it was not asked for
         (:meth:`requestEnergy`) or x_t is not yet submitted.  Waits for x_t's evaluation, which the next
         step needs anyway."""
         t = self.frontier.step
-        if t not in self.ahead.energies and t == self.energyStep and self.ahead.submitted >= t:
+        if t not in self.ahead.energies and t in self.energySteps and self.ahead.submitted >= t:
             self._targetForce(t)
         return self.ahead.energies.get(t)

@@ -281,6 +281,7 @@ class SpeculativeSimulation:
             testing.install(self._controller, _control)
         self._controller.setCoefficients(self._coefficients, self._constraintTolerance)
         self._synced = None
+        self._parameters = None  # the target Context's global parameters at the last step
         #: steps taken since this simulation was made: OpenMM's barostat schedules its moves by this count
         self._stepsTaken = 0
 
@@ -493,7 +494,12 @@ class SpeculativeSimulation:
                 if 0 < info["steps"] <= nextSteps:
                     nextSteps = info["steps"]
             due = [(reporter, info) for reporter, info in zip(self.reporters, infos) if info["steps"] == nextSteps]
-            self._advance(nextSteps, energy=any("energy" in info["include"] for _, info in due))
+            # The energies reporters will want, asked of the verifier with the forces: the next report of each
+            # and, for reporters that repeat at that interval (as OpenMM's do), the later ones up to stepsToGo.
+            now = self.currentStep
+            energySteps = {now + info["steps"] * k for info in infos if "energy" in info["include"] and info["steps"] > 0
+                           for k in range(1, stepsToGo // info["steps"] + 1)}
+            self._advance(nextSteps, energySteps, horizon=stepsToGo)
             stepsToGo -= nextSteps
             if due:
                 self._generateReports(due)
@@ -580,15 +586,19 @@ class SpeculativeSimulation:
     def _syncSettings(self):
         """Follow what the script set through ``integrator`` (and the Context's parameters) since the last step.
 
-        Returns whether the integrator's settings changed: the accepted history then restarts
-        from the current state, so no step drafted with the old settings is used.
+        Returns whether the integrator's settings or the Context's parameters changed: the accepted
+        history then restarts from the current state, so no step drafted (and, on MPI ranks,
+        evaluated) with the old ones is used.
         """
         # The target's global parameters, for every target evaluation (MPI ranks have their own Contexts).
-        self.verifier.setParameters(dict(self.context.getParameters()))
+        parameters = dict(self.context.getParameters())
+        self.verifier.setParameters(parameters)
+        parametersChanged = self._parameters is not None and parameters != self._parameters
+        self._parameters = parameters
         temperature, friction, stepSize, tolerance = self._integratorSettings()
         c = self._coefficients
         if (temperature, friction, stepSize, tolerance) == (c.temperature, c.gamma, c.dt, self._constraintTolerance):
-            return False
+            return parametersChanged
         for value, name in ((temperature, "temperature"), (friction, "friction"), (stepSize, "step size"),
                             (tolerance, "constraint tolerance")):
             if not value > 0:
@@ -598,7 +608,7 @@ class SpeculativeSimulation:
         self._controller.setCoefficients(self._coefficients, tolerance)
         return True
 
-    def _advance(self, steps, energy=False):
+    def _advance(self, steps, energySteps=(), horizon=None):
         current = self._contextState()
         positions, velocities, step, time, box = current
         changed = self._syncSettings()
@@ -614,9 +624,9 @@ class SpeculativeSimulation:
             # The Context's parameters, which a user may change between steps as with OpenMM's barostat.
             self._volumeMoves.readParameters(self.context)
         start = self._controller.step
-        self._controller.requestEnergy(start + steps if energy else None)
+        self._controller.requestEnergy(energySteps)
         try:
-            self._controller.advance(steps)
+            self._controller.advance(steps, horizon)
         finally:
             self._stepsTaken += self._controller.step - start
             controller = self._controller

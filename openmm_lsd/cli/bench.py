@@ -81,5 +81,10 @@ def bench(args, benchArgv):
           f"controller {result['overhead_seconds'] * 1e3:.3f} ms per step")
     print(f"  steps per target latency {result['steps_per_target_latency']:.2f} (lag cap E_L "
           f"{result['throughput_cap']:.2f})")
+    if result.get("report_interval"):
+        print(f"  with a StateDataReporter(potentialEnergy=True) every {result['report_interval']} steps: "
+              f"{result['lsd_seconds_per_step_reporting'] * 1e3:.2f} against "
+              f"{result['lsd_seconds_per_step_quiet'] * 1e3:.2f} ms/step without "
+              f"({100 * result['reporting_slowdown']:+.1f}%, medians of alternating blocks)")
     if args.json:
         print(f"  JSON: {args.json}")
