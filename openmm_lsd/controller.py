@@ -370,6 +370,9 @@ class _Checkpointing:
                       **self.inputs.checkpoint(self._originalDraftForces))
         meta.update(aheadMeta, seed=self.seed, statistics=self.statistics.counters(), correction=self.correction.name,
                     lag=self.correction.lag, barostat=None if self.barostat is None else self.barostat.state())
+        if hasattr(self.correction, "checkpointState"):  # a correction with state of its own (a fit)
+            meta["correctionState"], correctionArrays = self.correction.checkpointState()
+            arrays.update(correctionArrays)
         return meta, arrays
 
     def restoreState(self, meta, arrays):
@@ -384,6 +387,8 @@ class _Checkpointing:
         self.statistics = Statistics.fromCounters(meta["statistics"], self.window, self.maxWindow)
         if hasattr(self.correction, "reset"):
             self.correction.reset()
+        if hasattr(self.correction, "restoreState"):
+            self.correction.restoreState(meta["correctionState"], arrays)
         frontier = self.frontier
         if frontier.box is not None:
             self.replayContext.setPeriodicBoxVectors(*frontier.box)
@@ -474,6 +479,8 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
         self._differenceSystem = draftContext.getSystem()
         if self._originalDraftForces:
             self._differenceSystem = openmm.XmlSerializer.clone(draftContext.getSystem())
+            if hasattr(correction, "originalDraft"):  # a correction that added forces to the draft takes them out
+                self._differenceSystem = correction.originalDraft(self._differenceSystem)
         self._platformProperties = dict(platformProperties or {})
         self._draftForceContext = None  # made on first use (:meth:`_draftForcesAt`)
         self.barostat = barostat

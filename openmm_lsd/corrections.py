@@ -18,7 +18,11 @@ last verified position before the restart", refreshed every step afterwards.
 """
 
 __all__ = ["makeCorrection", "NoCorrection", "OffsetCorrection", "ExtrapolateCorrection", "RefitCorrection",
-           "CORRECTIONS"]
+           "LearnedCorrection", "CORRECTIONS"]
+
+import time
+
+import numpy as np
 
 DEFAULT_LAG = 8
 
@@ -248,7 +252,178 @@ class RefitCorrection(ExtrapolateCorrection):
         return {"draftCorrection": self.name, "correctionLag": self.lag, "every": self.every, "span": self.span}
 
 
-CORRECTIONS = ("none", "offset", "extrapolate", "extrapolate-quadratic", "refit")
+class LearnedCorrection(ExtrapolateCorrection):
+    """``'learned'``: a model of F_target - F_draft as a function of position, fitted during the run, and the
+    time extrapolation (``order``, default quadratic) of what it leaves.
+
+    The model (:mod:`openmm_lsd.learned`: pair and embedding terms per species, linear in its
+    coefficients theta) lives in the draft System as custom forces.  Every ``every`` steps, at step
+    indices fixed in advance, theta for the coming block of steps is refitted by ridge regression
+    in the coupling's metric from *all* accepted positions s <= (block start) - ``fitLag`` of the
+    current accepted history and their target-minus-original-draft differences (normal
+    equations summed in step order, kept in the checkpoint).  So the draft for step j is a
+    function of the accepted history up to j - 1 - max(lag, fitLag), chosen by index: exact, the
+    same for any window or number of ranks (DESIGN.md sections 3, 9, 11).  Target forces at
+    discarded drafts never enter.  The differences are taken against the original draft (MPI ranks
+    keep it; in-process a force-only Context on a copy of it).  Under a barostat the frames are
+    featurised in the current box.
+    """
+
+    needsOriginalDraftForces = True
+
+    def __init__(self, lag=DEFAULT_LAG, every=50, fitLag=None, ridge=1e-6, order=2, minFrames=None):
+        super().__init__(lag, order=order)
+        if minFrames is not None and (isinstance(minFrames, bool) or not isinstance(minFrames, int) or minFrames < 1):
+            raise ValueError(f"learned minFrames must be an integer >= 1, got {minFrames!r}")
+        self.minFrames = minFrames
+        fitLag = lag if fitLag is None else fitLag
+        for label, value in (("every", every), ("fitLag", fitLag)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"learned {label} must be an integer >= 1, got {value!r}")
+        if not ridge > 0:
+            raise ValueError(f"learned ridge must be > 0, got {ridge!r}")
+        if fitLag < lag:  # the fit must read only differences that the draft's readiness rule (lag) has made final
+            raise ValueError(f"learned fitLag ({fitLag}) must be at least the lag ({lag})")
+        self.every, self.fitLag, self.ridge = every, fitLag, float(ridge)
+        self.name = "learned"
+        self.model = None
+        self.fitSeconds = 0.0
+        self.refits = 0
+
+    # ---- the draft System --------------------------------------------------------------------------
+
+    def extendDraft(self, system):
+        """A copy of the draft ``system`` with the model's forces (all coefficients 0)."""
+        from .learned import PairEmbeddingModel
+
+        import openmm
+
+        copy = openmm.XmlSerializer.clone(system)
+        PairEmbeddingModel(system).addTo(copy)
+        return copy
+
+    @staticmethod
+    def originalDraft(system):
+        """``system`` (a copy of the extended draft) without the model's forces: the draft the differences are
+        taken against."""
+        for k in reversed(range(system.getNumForces())):
+            if system.getForce(k).getName() == "LearnedCorrection":
+                system.removeForce(k)
+        return system
+
+    def bind(self, controller, originalDraft):
+        from .learned import PairEmbeddingModel
+
+        self._controller = controller
+        self.model = PairEmbeddingModel(originalDraft)
+        self.reset()
+
+    def reset(self):
+        """A new accepted history: no data, no fit (theta = 0)."""
+        n = self.model.numParameters if self.model is not None else 0
+        self._A, self._y = np.zeros((n, n)), np.zeros(n)
+        self._upTo = None  # the last step folded into the normal equations
+        self._frames = 0
+        self._thetas = {}
+        self._features = {}
+        self._applied = None
+
+    # ---- the fit -----------------------------------------------------------------------------------
+
+    def retention(self):
+        """How many indices before t - lag - 1 the fit may still read (frames not yet folded in)."""
+        return self.every + self.fitLag + self.order + 2
+
+    def _block(self, j):
+        return (j - 1) // self.every
+
+    def _featuresAt(self, s):
+        if s not in self._features:
+            x = self._controller.inputs.acceptedPositions.get(s)
+            if x is None:
+                return None
+            self._features[s] = self.model.features(x, self._controller.frontier.box)
+            if len(self._features) > 2 * (self.every + self.lag + self.order + 8):
+                for old in sorted(self._features)[: len(self._features) // 2]:
+                    del self._features[old]
+        return self._features[s]
+
+    def theta(self, block):
+        """The coefficients in force for the steps of ``block``: fitted on the frames up to
+        block * every - fitLag (zeros before any)."""
+        if block in self._thetas:
+            return self._thetas[block]
+        from .learned import normalEquations, solveRidge
+
+        c = self._controller
+        last = block * self.every - self.fitLag
+        start = time.perf_counter()
+        first = c.frontier.origin + 1 if self._upTo is None else self._upTo + 1
+        for s in range(first, last + 1):
+            d, g = c.inputs.differences.get(s), self._featuresAt(s)
+            if d is None or g is None:
+                continue
+            A, y = normalEquations(g, d.ravel(), self.model.weights)
+            self._A += A
+            self._y += y
+            self._frames += 1
+        self._upTo = max(last, first - 1)
+        # Too few frames for the basis: theta = 0 (the residual's extrapolation alone, the 'extrapolate-quadratic'
+        # correction) until at least 2 rows per coefficient, or ``minFrames``.
+        massive = int((self.model.weights > 0).sum())
+        enough = self.minFrames if self.minFrames is not None else -(-2 * self.model.numParameters // max(massive, 1))
+        theta = (solveRidge(self._A, self._y, self.ridge) if self._frames >= enough
+                 else np.zeros(self.model.numParameters))
+        self.fitSeconds += time.perf_counter() - start
+        self.refits += 1
+        self._thetas[block] = theta
+        for old in [b for b in self._thetas if b < block - 3]:
+            del self._thetas[old]
+        return theta
+
+    # ---- the correction ----------------------------------------------------------------------------
+
+    def prepare(self, j, draftContext):
+        """Before drafting step j: the draft Context gets the coefficients of j's block."""
+        block = self._block(j)
+        if block != self._applied:
+            self.model.apply(draftContext, self.theta(block))
+            self._applied = block
+
+    def combine(self, j, origin, restart, differences):
+        s = self.source(j, origin, restart)
+        if s is None:
+            return None
+        theta = self.theta(self._block(j))
+        adjusted = {}
+        for k in range(self.order + 1):
+            d, g = differences.get(s - k), self._featuresAt(s - k)
+            if d is None or g is None:
+                break
+            adjusted[s - k] = d - self.model.forces(g, theta)
+        return ExtrapolateCorrection.combine(self, j, origin, restart, adjusted)
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+
+    def checkpointState(self):
+        """(fields, arrays) of the fit: its normal equations so far and the coefficients cached by block."""
+        meta = {"upTo": self._upTo, "frames": self._frames, "blocks": sorted(self._thetas)}
+        arrays = {"learned/A": self._A, "learned/y": self._y}
+        arrays.update({f"learned/theta/{b}": t for b, t in self._thetas.items()})
+        return meta, arrays
+
+    def restoreState(self, meta, arrays):
+        self._A, self._y = np.array(arrays["learned/A"]), np.array(arrays["learned/y"])
+        self._upTo, self._frames = meta["upTo"], int(meta["frames"])
+        self._thetas = {int(b): np.array(arrays[f"learned/theta/{b}"]) for b in meta["blocks"]}
+        self._applied = None
+
+    def settings(self):
+        return {"draftCorrection": self.name, "correctionLag": self.lag, "every": self.every, "fitLag": self.fitLag,
+                "ridge": self.ridge, "order": self.order, "minFrames": self.minFrames}
+
+
+CORRECTIONS = ("none", "offset", "extrapolate", "extrapolate-quadratic", "refit", "learned")
 
 
 def makeCorrection(draftCorrection, lag=None):
@@ -269,4 +444,6 @@ def makeCorrection(draftCorrection, lag=None):
         return ExtrapolateCorrection(lag, order=2)
     if name == "refit":
         return RefitCorrection(lag)
+    if name == "learned":
+        return LearnedCorrection(lag)
     raise ValueError(f"unknown draftCorrection {draftCorrection!r}: use one of {list(CORRECTIONS)}")

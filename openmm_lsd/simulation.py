@@ -248,7 +248,9 @@ class SpeculativeSimulation:
         # A correction that refits the draft changes its Context's parameters: give it a copy of the System.
         # A draft's barostat would move the draft's box on its own: the copy has none.
         ownDraft = compatibility.withoutBarostat(draftSystem)
-        if ownDraft is draftSystem and getattr(correction, "needsOriginalDraftForces", False):
+        if hasattr(correction, "extendDraft"):  # a correction that lives in the draft as forces of its own
+            ownDraft = correction.extendDraft(ownDraft)
+        elif ownDraft is draftSystem and getattr(correction, "needsOriginalDraftForces", False):
             ownDraft = openmm.XmlSerializer.clone(draftSystem)
         self._draftContext = createContext(ownDraft, draftIntegrator(self._coefficients), realPlatform,
                                       platformProperties)

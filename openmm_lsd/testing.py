@@ -14,6 +14,8 @@ from openmm import unit
 from ._units import BOLTZMANN
 from .barostat import BAR, VolumeMoves
 from .controller import SpeculativeController
+from .corrections import LearnedCorrection
+from .learned import normalEquations
 from .verifiers.base import asEvaluation
 
 
@@ -75,6 +77,40 @@ class LeakDiscardedForces(SpeculativeController):
             self.verifier.submit(key, discarded)
             # The offset's source for drafting j + 1 is the restart's r - 1 = j - 1 (corrections.py).
             self.inputs.differences[j - 1] = asEvaluation(self.verifier.result(key)).forces - self._draftForcesAt(discarded)
+
+
+class LeakyLearnedCorrection(LearnedCorrection):
+    """The learned correction with one more way in: :meth:`absorb` folds a frame into its fit."""
+
+    def absorb(self, features, difference, weight):
+        A, y = normalEquations(features, difference.ravel(), self.model.weights)
+        self._A += weight * A
+        self._y += weight * y
+        self._frames += 1
+        self._thetas.clear()  # refitted at once: the redrafted steps use it
+        self._applied = None
+
+
+class LeakIntoTheFit(SpeculativeController):
+    """The learned correction's rule broken (DESIGN.md sections 3, 9, 11): at every rejection at step r the
+    fit is redone with the target-minus-draft force at the *discarded* drafted position x_{r+1}^d (drawn with
+    the noise xi_{r+1} that the redrafted step r + 1 uses again), weighted 10^4 times an accepted frame."""
+
+    WEIGHT = 1e4
+
+    def verify(self):
+        j = self.step + 1
+        ahead = self.ahead.records.get(j + 1)
+        discarded = ahead.positions if ahead is not None and not ahead.failed else None
+        super().verify()
+        if discarded is not None and self.frontier.restartStep == j:  # rejected at j: the draft restarted there
+            if not isinstance(self.correction, LeakyLearnedCorrection):
+                self.correction.__class__ = LeakyLearnedCorrection
+            key = (self.epoch, "leak")
+            self.verifier.submit(key, discarded)
+            difference = asEvaluation(self.verifier.result(key)).forces - self._draftForcesAt(discarded)
+            self.correction.absorb(self.correction.model.features(discarded, self.frontier.box), difference,
+                                   self.WEIGHT)
 
 
 class DraftFailsOnNoise(SpeculativeController):
@@ -141,6 +177,7 @@ CONTROLS = {
     "resample_at_draft_mean": (ResampleAtDraftMean, None),
     "wrong_sigma": (WrongSigma, None),
     "LeakDiscardedForces": (LeakDiscardedForces, None),
+    "LeakIntoTheFit": (LeakIntoTheFit, None),
     "DraftFailsOnNoise": (DraftFailsOnNoise, None),
     "FallBackOnNoiseFailure": (FallBackOnNoiseFailure, None),
     "barostat_draft_energy": (BarostatDraftEnergy, None),

@@ -60,6 +60,8 @@ def lsd_samples(constraint, cmm, scheme, reps, control=None, window=4, correctio
     virtual-site definition, slipped past the check that refuses it)."""
     target, draft = make_systems(constraint, cmm, virtualSite, ripple,
                                  draftSite=WRONG_SITE if control == "wrong_site" else None, kind=kind)
+    if callable(correction):  # a correction with options, built afresh for each simulation
+        correction = correction()
     n = target.getNumParticles()
     engineControl = None if control == "wrong_site" else control
     with mock.patch.object(compatibility, "checkSystems", lambda *a: None) if control == "wrong_site" else nullcontext():

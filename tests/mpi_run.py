@@ -112,8 +112,13 @@ if args.fail_off_path and rank > 0:
 
     target.addForce(openmm.PythonForce(onPath))
 
+correction = args.correction
+if correction == "learned":  # refitted every 4 steps from the second accepted frame on: in force within the run
+    from openmm_lsd.corrections import LearnedCorrection
+
+    correction = LearnedCorrection(2, every=4, minFrames=2)
 sim = SpeculativeSimulation(top, target, draft, 300, 5.0, 0.004, window=args.window,
-                            draftCorrection=args.correction, correctionLag=2, platform="Reference", seed=3,
+                            draftCorrection=correction, correctionLag=2, platform="Reference", seed=3,
                             verifier=args.verifier, verifierTimeout=args.timeout)
 sim.context.setPositions(x0)
 sim.context.setVelocities(v0)

@@ -3,6 +3,7 @@
 import io
 import json
 import zipfile
+from functools import partial
 
 import numpy as np
 import openmm
@@ -10,13 +11,19 @@ import pytest
 
 from openmm_lsd import SpeculativeSimulation
 from openmm_lsd.checkpoint import CheckpointError
+from openmm_lsd.corrections import LearnedCorrection
 from systems import DRAFT_CHANGES, poisonedForce, startPositions, startVelocities, topology, toy
 
 TARGET = dict(constraint=True, cmm=3)
 DRAFT = dict(DRAFT_CHANGES, constraint=True, cmm=3)
 
 
+#: the learned correction refitted every 3 steps from the second accepted frame on
+LEARNED = partial(LearnedCorrection, 2, every=3, minFrames=2)
+
+
 def make(scheme="LangevinMiddle", correction="offset", window=4, seed=11, target=None, temperature=300):
+    correction = correction() if callable(correction) else correction
     sim = SpeculativeSimulation(topology(3), target or toy(**TARGET), toy(**DRAFT), temperature, 5.0, 0.004,
                                 window=window, scheme=scheme, draftCorrection=correction, correctionLag=2,
                                 platform="Reference", seed=seed)
@@ -33,7 +40,7 @@ def snapshot(sim):
 
 @pytest.mark.parametrize("scheme, correction", [("LangevinMiddle", "offset"), ("LangevinMiddle", "none"),
                                                 ("leapfrog", "offset"), ("LangevinMiddle", "refit"),
-                                                ("leapfrog", "extrapolate-quadratic")])
+                                                ("leapfrog", "extrapolate-quadratic"), ("LangevinMiddle", LEARNED)])
 @pytest.mark.parametrize("stopAt", [0, 1, 7, 22])
 def test_resume_equals_the_uninterrupted_run(scheme, correction, stopAt):
     whole = make(scheme, correction)

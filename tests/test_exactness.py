@@ -32,7 +32,11 @@ docs/exactness.md); every other configuration R = 5,000.  Measured p-values
 (docs/exactness.md): exact variants 0.29-1; every control below 1e-7.
 """
 
+from functools import partial
+
 import pytest
+
+from openmm_lsd.corrections import LearnedCorrection
 
 from exactness import lsd_samples, serial_samples, two_sample_p
 
@@ -65,6 +69,11 @@ CONFIGS = {
     "middle-refit": dict(scheme="LangevinMiddle", constraint=True, cmm=2, correction="refit", lag=2, reps=10_000),
     "leapfrog-extrapolate": dict(scheme="leapfrog", constraint=True, cmm=2, correction="extrapolate", lag=2,
                                  reps=5_000),
+    # The learned correction refitted every 2 steps from the first accepted frame on (minFrames 1), so that from
+    # step 7 of the 8 compared a fit is in force; its control folds discarded drafts into the fit.
+    "middle-learned": dict(scheme="LangevinMiddle", constraint=True, cmm=2, lag=2, steps=8, reps=10_000,
+                           correction=partial(LearnedCorrection, 2, every=2, minFrames=1),
+                           only=("accept_always", "LeakIntoTheFit")),
     # The correction rule's control: a force error that changes fast with position, frequent rejections, lag 2.
     "leak": dict(scheme="LangevinMiddle", constraint=False, cmm=None, correction="offset", lag=2, steps=4,
                  kind="stiff", reps=10_000, only=("LeakDiscardedForces",)),

@@ -39,7 +39,7 @@ def test_same_trajectory_for_1_2_4_verifier_ranks(tmp_path):
         np.testing.assert_array_equal(np.load(tmp_path / f"k{verifiers}.npy"), expected)
 
 
-@pytest.mark.parametrize("correction", ["extrapolate-quadratic", "refit"])
+@pytest.mark.parametrize("correction", ["extrapolate-quadratic", "refit", "learned"])
 def test_corrections_give_the_in_process_trajectory_on_ranks(tmp_path, correction):
     """A refitted draft on rank 0, original drafts on the ranks: still the in-process trajectory, bit for bit."""
     reference = launch(0, tmp_path / "inprocess.npy", "--correction", correction)

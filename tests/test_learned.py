@@ -1,0 +1,138 @@
+"""The 'learned' correction (issue #14): its model, its fit schedule and its determinism.
+
+The law test is in test_exactness.py ('middle-learned', R = 10,000, with the control that folds
+discarded drafts into the fit); the MPI and resume tests are in test_mpi.py and test_checkpoint.py.
+"""
+
+import os
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import openmm
+import pytest
+
+from openmm_lsd import SpeculativeSimulation
+from openmm_lsd.corrections import LearnedCorrection
+from openmm_lsd.learned import PairEmbeddingModel, normalEquations, solveRidge
+from openmm_lsd.testsystems import copper, fccBox, icosahedron
+
+from systems import DRAFT_CHANGES, startPositions, startVelocities, topology, toy
+
+REFERENCE = openmm.Platform.getPlatformByName("Reference")
+LEARNED = partial(LearnedCorrection, 2, every=3, minFrames=2)
+
+
+def copperSystem(positions, box=None):
+    system = openmm.System()
+    for _ in range(len(positions)):
+        system.addParticle(63.546)
+    if box is not None:  # periodic as a draft is: through a periodic force
+        system.setDefaultPeriodicBoxVectors(*(np.eye(3) * box))
+        force = openmm.CustomNonbondedForce("0")
+        force.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+        force.setCutoffDistance(0.3)
+        for _ in range(len(positions)):
+            force.addParticle([])
+        system.addForce(force)
+    return system
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_numpy_features_are_the_draft_forces(periodic):
+    """The fit's features G(x) theta and the custom forces in the draft Context, at random theta: equal to
+    rounding (the cluster without cutoff; the fcc box with the minimum image and the 0.65 nm cutoff)."""
+    positions, box = (icosahedron(1), None) if not periodic else fccBox(2)
+    rng = np.random.default_rng(0)
+    x = np.asarray(positions) + 0.01 * rng.standard_normal(np.shape(positions))
+    system = copperSystem(x, box)
+    model = PairEmbeddingModel(system)
+    assert model.numParameters == 21
+    model.addTo(system)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), REFERENCE)
+    theta = rng.standard_normal(model.numParameters)
+    model.apply(context, theta)
+    context.setPositions(x)
+    forces = context.getState(getForces=True).getForces(asNumpy=True)._value
+    expected = model.forces(model.features(x, None if box is None else np.eye(3) * box), theta)
+    np.testing.assert_allclose(forces, expected, atol=1e-9 * np.abs(forces).max())
+
+
+def test_ridge_solution_is_the_least_squares_one():
+    rng = np.random.default_rng(1)
+    G, r = rng.standard_normal((60, 5)), rng.standard_normal(60)
+    A, y = normalEquations(G, r, np.ones(60))
+    np.testing.assert_allclose(solveRidge(A, y, 1e-12), np.linalg.lstsq(G, r, rcond=None)[0], rtol=1e-8)
+
+
+def make(correction=LEARNED, window=4, seed=11):
+    target, draft = toy(constraint=True, cmm=3), toy(**dict(DRAFT_CHANGES, constraint=True, cmm=3))
+    sim = SpeculativeSimulation(topology(3), target, draft, 300, 5.0, 0.004, window=window,
+                                draftCorrection=correction() if callable(correction) else correction,
+                                correctionLag=2, platform="Reference", seed=seed)
+    sim.context.setPositions(startPositions())
+    sim.context.setVelocities(startVelocities())
+    return sim
+
+
+def state(sim):
+    s = sim.context.getState(getPositions=True, getVelocities=True)
+    return np.concatenate([s.getPositions(asNumpy=True)._value, s.getVelocities(asNumpy=True)._value])
+
+
+def test_same_trajectory_for_windows_1_7_32_and_the_fit_is_in_force():
+    runs = [make(window=w) for w in (1, 7, 32)]
+    for sim in runs:
+        sim.step(60)
+    for sim in runs[1:]:
+        np.testing.assert_array_equal(state(sim), state(runs[0]))
+    assert runs[0].correction.refits >= 19  # a refit every 3 steps
+    plain = make("extrapolate-quadratic")
+    plain.step(60)
+    assert not np.array_equal(state(plain), state(runs[0]))  # the fitted model changed the draft
+
+
+def test_fit_is_the_same_bits_whatever_the_thread_count(tmp_path):
+    """The same run with 1 and with 2 BLAS/OpenMP threads: equal states, bit for bit."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, numpy as np\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_learned import make, state\n"
+        "sim = make(window=5)\nsim.step(45)\nnp.save(sys.argv[1], state(sim))\n")
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        run = subprocess.run([sys.executable, str(script), str(tmp_path / f"{threads}.npy")], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "1.npy"), np.load(tmp_path / "2.npy"))
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="fitLag .* must be at least the lag"):
+        LearnedCorrection(8, fitLag=4)
+    with pytest.raises(ValueError, match="every must be an integer"):
+        LearnedCorrection(8, every=0)
+    with pytest.raises(ValueError, match="ridge must be > 0"):
+        LearnedCorrection(8, ridge=0)
+
+
+@pytest.mark.slow
+def test_learned_correction_learns_copper():
+    """Cu13, GFN1-xTB target, Sutton-Chen draft, 2 fs, 1/ps, window and lag 16, 300 steps: the fit is in force
+    (from step 51) and the run's acceptance beats the quadratic extrapolation's at the same settings."""
+    pytest.importorskip("tblite", reason="the GFN1-xTB target needs tblite")
+    cluster = copper("cluster", 13)
+    out = {}
+    for name in ("learned", "extrapolate-quadratic"):
+        sim = SpeculativeSimulation(cluster.topology, cluster.target, cluster.draft, 300, 1.0, 0.002, window=16,
+                                    draftCorrection=name, correctionLag=16, platform="Reference", seed=1)
+        sim.context.setPositions(cluster.positions)
+        sim.context.setVelocitiesToTemperature(300, 1)
+        sim.step(100)
+        sim.resetStatistics()
+        sim.step(200)
+        out[name] = sim.statistics.acceptanceRate
+    assert out["learned"] > out["extrapolate-quadratic"]
