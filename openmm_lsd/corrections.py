@@ -321,7 +321,7 @@ class LearnedCorrection(ExtrapolateCorrection):
     def reset(self):
         """A new accepted history: no data, no fit (theta = 0)."""
         n = self.model.numParameters if self.model is not None else 0
-        self._A, self._y = np.zeros((n, n)), np.zeros(n)
+        self._A, self._y, self._rr = np.zeros((n, n)), np.zeros(n), 0.0
         self._upTo = None  # the last step folded into the normal equations
         self._frames = 0
         self._thetas = {}
@@ -366,6 +366,7 @@ class LearnedCorrection(ExtrapolateCorrection):
             A, y = normalEquations(g, d.ravel(), self.model.weights)
             self._A += A
             self._y += y
+            self._rr += float((d.ravel() * d.ravel() * self.model.weights).sum())
             self._frames += 1
         self._upTo = max(last, first - 1)
         # Too few frames for the basis: theta = 0 (the residual's extrapolation alone, the 'extrapolate-quadratic'
@@ -403,18 +404,36 @@ class LearnedCorrection(ExtrapolateCorrection):
             adjusted[s - k] = d - self.model.forces(g, theta)
         return ExtrapolateCorrection.combine(self, j, origin, restart, adjusted)
 
+    def fitReport(self, coefficients):
+        """The latest fit on its own training frames: refits, frames, fit seconds, and the weighted residual as
+        the mean |m| it leaves per step and as an RMS force error (meV/A, at the frames' mean 1/m)."""
+        theta = self._thetas[max(self._thetas)] if self._thetas else np.zeros(len(self._y))
+        frames = max(self._frames, 1)
+        raw = self._rr / frames
+        left = max(self._rr - 2 * float((theta * self._y).sum()) + float(theta @ self._A @ theta), 0.0) / frames
+        c = coefficients
+        perM = (c.meanFactor() * c.dt / c.sigmaFactor()) ** 2 / c.kT  # |m|^2 per weighted squared error
+        components = float((self.model.weights > 0).sum())
+        meanInverseMass = float(self.model.weights.sum()) / max(components, 1.0)
+        toMeV = 1.0 / 0.96485  # 1 kJ/mol/nm = 1.0364 meV/A
+        return {"refits": self.refits, "frames": self._frames, "fit_seconds": self.fitSeconds,
+                "coefficients": len(self._y),
+                "raw_m": float(np.sqrt(perM * raw)), "fitted_m": float(np.sqrt(perM * left)),
+                "raw_rms_mev_per_A": float(np.sqrt(raw / components / meanInverseMass)) * toMeV,
+                "fitted_rms_mev_per_A": float(np.sqrt(left / components / meanInverseMass)) * toMeV}
+
     # ---- checkpoints -------------------------------------------------------------------------------
 
     def checkpointState(self):
         """(fields, arrays) of the fit: its normal equations so far and the coefficients cached by block."""
-        meta = {"upTo": self._upTo, "frames": self._frames, "blocks": sorted(self._thetas)}
+        meta = {"upTo": self._upTo, "frames": self._frames, "blocks": sorted(self._thetas), "rr": self._rr}
         arrays = {"learned/A": self._A, "learned/y": self._y}
         arrays.update({f"learned/theta/{b}": t for b, t in self._thetas.items()})
         return meta, arrays
 
     def restoreState(self, meta, arrays):
         self._A, self._y = np.array(arrays["learned/A"]), np.array(arrays["learned/y"])
-        self._upTo, self._frames = meta["upTo"], int(meta["frames"])
+        self._upTo, self._frames, self._rr = meta["upTo"], int(meta["frames"]), float(meta.get("rr", 0.0))
         self._thetas = {int(b): np.array(arrays[f"learned/theta/{b}"]) for b in meta["blocks"]}
         self._applied = None
 

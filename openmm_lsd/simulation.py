@@ -322,6 +322,11 @@ class SpeculativeSimulation:
         return self._controller.window
 
     @property
+    def coefficients(self):
+        """The run's scheme coefficients in force (:class:`openmm_lsd.integrators.Coefficients`: a, b, kT, ...)."""
+        return self._coefficients
+
+    @property
     def statistics(self):
         """Counters of the run so far (:class:`openmm_lsd.statistics.Statistics`)."""
         return self._controller.statistics

@@ -208,12 +208,15 @@ def pyplot():
     return plt
 
 
-def plotAcceptance(path, measured, predicted, title):
-    """Bar plot of acceptance by window position (measured) with the mean 2 Phi(-|m|/2) (predicted)."""
+def plotAcceptance(path, measured, predicted, title, curve=None):
+    """Bar plot of acceptance by window position (measured) with the mean 2 Phi(-|m|/2) (predicted), and
+    where given the learning curve: acceptance per block of steps against the run's wall time."""
     plt = pyplot()
     if plt is None:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    points = [c for c in (curve or ()) if c["acceptance"] is not None]
+    fig, axes = plt.subplots(1, 2 if points else 1, figsize=(10 if points else 6, 3.5))
+    ax = axes[0] if points else axes
     positions = np.arange(len(measured))
     ax.bar(positions, measured, color="tab:blue", alpha=0.7, label="accepted fraction")
     if predicted is not None:
@@ -223,6 +226,13 @@ def plotAcceptance(path, measured, predicted, title):
     ax.set_ylim(0, 1.05)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
+    if points:
+        other = axes[1]
+        other.plot([c["seconds"] for c in points], [c["acceptance"] for c in points], "o-", color="tab:green")
+        other.set_xlabel("run time (s)")
+        other.set_ylabel("acceptance per block of steps")
+        other.set_ylim(0, 1.05)
+        other.set_title("learning curve", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -26,6 +26,7 @@ def _progress(total, disable):
 
 # ---- run -----------------------------------------------------------------------------------------
 
+CURVE_EVERY = 100  # steps per point of the learning curve (acceptance against run time)
 RUN_FILES = ("topology.pdb", "trajectory.dcd", "log.csv", "statistics.csv", "summary.json", "acceptance.png",
              "checkpoint.lsd")
 GROWING = ("trajectory.dcd", "log.csv", "statistics.csv")
@@ -131,6 +132,7 @@ def run(args):
         bar.update(first)
     start = time.perf_counter()
     done = first
+    curve, counted = [], (sim.statistics.accepted, sim.statistics.rejected + sim.statistics.fallbacks)
     while done < args.steps:
         chunk = min(interval, args.steps - done)
         try:
@@ -146,6 +148,12 @@ def run(args):
                 kept = f"; checkpoint at step {sim.currentStep} in {folder / 'checkpoint.lsd'} (--resume continues)"
             raise RunFailed(f"stopped at step {sim.currentStep}: {exc}{kept}") from None
         done += chunk
+        if done % CURVE_EVERY == 0 or done == args.steps:  # the learning curve: acceptance per block of steps
+            now = (sim.statistics.accepted, sim.statistics.rejected + sim.statistics.fallbacks)
+            decided = (now[0] - counted[0]) + (now[1] - counted[1])
+            curve.append({"step": done, "seconds": round(time.perf_counter() - start, 3),
+                          "acceptance": (now[0] - counted[0]) / decided if decided else None})
+            counted = now
         if every and done % every == 0 and done < args.steps:
             _saveRunCheckpoint(sim, folder, elapsedBefore + time.perf_counter() - start)
         if bar is not None:
@@ -166,7 +174,9 @@ def run(args):
                "seed": args.seed, "wall_seconds": wall, "ns_per_day": args.steps * args.timestep * 1e-6 / wall * 86400,
                "verifiers": K, "resumed": bool(args.resume), **_serialComparison(sim, args.steps - first, wall
                                                                                 - elapsedBefore),
-               "settings": settings(args, example), "statistics": s.asDict(),
+               "settings": settings(args, example), "statistics": s.asDict(), "acceptance_curve": curve,
+               **({"learned": sim.correction.fitReport(sim.coefficients)} if hasattr(sim.correction, "fitReport")
+                  else {}),
                "files": [n for n in RUN_FILES if n != "summary.json"]}
     plotAcceptance(folder / "acceptance.png", s.acceptanceByPosition, s.expectedAcceptanceByPosition,
                    f"{example.name}: acceptance {s.acceptanceRate:.2f}, {s.stepsPerRound:.2f} steps per round")
