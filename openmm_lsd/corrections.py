@@ -266,13 +266,16 @@ class LearnedCorrection(ExtrapolateCorrection):
     same for any window or number of ranks (DESIGN.md sections 3, 9, 11).  Target forces at
     discarded drafts never enter.  The differences are taken against the original draft (MPI ranks
     keep it; in-process a force-only Context on a copy of it).  Under a barostat the frames are
-    featurised in the current box.
+    featurised in the current box.  ``basis`` passes options to the model (fewer centres, one species...).
     """
 
     needsOriginalDraftForces = True
 
-    def __init__(self, lag=DEFAULT_LAG, every=50, fitLag=None, ridge=1e-6, order=2, minFrames=None):
+    def __init__(self, lag=DEFAULT_LAG, every=50, fitLag=None, ridge=1e-6, order=2, minFrames=None, basis=None,
+                 residual=True):
         super().__init__(lag, order=order)
+        self.residual = bool(residual)  # False: the model alone, no extrapolation of what it leaves
+        self.basis = dict(basis or {})  # options of learned.PairEmbeddingModel (centres, densityLengths, ...)
         if minFrames is not None and (isinstance(minFrames, bool) or not isinstance(minFrames, int) or minFrames < 1):
             raise ValueError(f"learned minFrames must be an integer >= 1, got {minFrames!r}")
         self.minFrames = minFrames
@@ -299,7 +302,7 @@ class LearnedCorrection(ExtrapolateCorrection):
         import openmm
 
         copy = openmm.XmlSerializer.clone(system)
-        PairEmbeddingModel(system).addTo(copy)
+        PairEmbeddingModel(system, **self.basis).addTo(copy)
         return copy
 
     @staticmethod
@@ -315,7 +318,7 @@ class LearnedCorrection(ExtrapolateCorrection):
         from .learned import PairEmbeddingModel
 
         self._controller = controller
-        self.model = PairEmbeddingModel(originalDraft)
+        self.model = PairEmbeddingModel(originalDraft, **self.basis)
         self.reset()
 
     def reset(self):
@@ -393,7 +396,7 @@ class LearnedCorrection(ExtrapolateCorrection):
 
     def combine(self, j, origin, restart, differences):
         s = self.source(j, origin, restart)
-        if s is None:
+        if s is None or not self.residual:
             return None
         theta = self.theta(self._block(j))
         adjusted = {}
@@ -439,7 +442,7 @@ class LearnedCorrection(ExtrapolateCorrection):
 
     def settings(self):
         return {"draftCorrection": self.name, "correctionLag": self.lag, "every": self.every, "fitLag": self.fitLag,
-                "ridge": self.ridge, "order": self.order, "minFrames": self.minFrames}
+                "ridge": self.ridge, "order": self.order, "minFrames": self.minFrames, "residual": self.residual}
 
 
 CORRECTIONS = ("none", "offset", "extrapolate", "extrapolate-quadratic", "refit", "learned")

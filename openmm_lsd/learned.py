@@ -46,8 +46,11 @@ def _species(system):
 class PairEmbeddingModel:
     """The learned correction's basis for a System; ``features`` for the fit, ``addTo`` for the draft."""
 
-    def __init__(self, system):
+    def __init__(self, system, centres=CENTRES, densityLengths=DENSITY_LENGTHS, powers=POWERS, bySpecies=True):
+        self.centres, self.densityLengths, self.powers = tuple(centres), tuple(densityLengths), tuple(powers)
         self.species, self.masses = _species(system)
+        if not bySpecies:  # one species for every massive particle (fewer coefficients)
+            self.species = np.where(self.species >= 0, 0, -1)
         self.numParticles = len(self.species)
         self.numSpecies = int(self.species.max()) + 1 if self.numParticles else 0
         self.periodic = system.usesPeriodicBoundaryConditions()
@@ -57,9 +60,9 @@ class PairEmbeddingModel:
             self.cutoff = min(CUTOFF, 0.499 * float(np.min(np.diag(box))))
         self.pairs = [(a, b) for a in range(self.numSpecies) for b in range(a, self.numSpecies)]
         # columns: pair terms (species pair, centre), then embedding terms (species, length, power)
-        self.columns = ([("pair", ab, c) for ab in range(len(self.pairs)) for c in range(len(CENTRES))]
-                        + [("embed", s, l, p) for s in range(self.numSpecies) for l in range(len(DENSITY_LENGTHS))
-                           for p in range(len(POWERS))])
+        self.columns = ([("pair", ab, c) for ab in range(len(self.pairs)) for c in range(len(self.centres))]
+                        + [("embed", s, l, p) for s in range(self.numSpecies) for l in range(len(self.densityLengths))
+                           for p in range(len(self.powers))])
         self.numParameters = len(self.columns)
         i, j = np.triu_indices(self.numParticles, 1)
         massive = (self.species[i] >= 0) & (self.species[j] >= 0)
@@ -91,17 +94,17 @@ class PairEmbeddingModel:
         u = d / r[:, None]
         G = np.zeros((self.numParticles, 3, self.numParameters))
         column = 0
-        n = len(CENTRES)
+        n = len(self.centres)
         for ab in range(len(self.pairs)):
             mask = self._pairOf == ab
-            for c in CENTRES:
+            for c in self.centres:
                 gauss = np.exp(-(((r - c) / WIDTH) ** 2))
                 dg = (gauss * dfc + fc * gauss * (-2.0 * (r - c) / WIDTH ** 2)) * mask
                 self._scatter(G, column, -dg[:, None] * u)
                 column += 1
         assert column == len(self.pairs) * n
         for s in range(self.numSpecies):
-            for length in DENSITY_LENGTHS:
+            for length in self.densityLengths:
                 phi = np.exp(-(r - DENSITY_ORIGIN) / length)
                 dphi = phi * dfc - phi / length * fc
                 phi = phi * fc
@@ -109,7 +112,7 @@ class PairEmbeddingModel:
                 np.add.at(rho, self._i, phi)
                 np.add.at(rho, self._j, phi)
                 own = (self.species == s).astype(float)
-                for p in POWERS:
+                for p in self.powers:
                     dE = own * p * rho ** (p - 1.0)  # dE/drho_i for particles of species s
                     coefficient = (dE[self._i] + dE[self._j]) * dphi
                     self._scatter(G, column, -coefficient[:, None] * u)
@@ -139,8 +142,8 @@ class PairEmbeddingModel:
         terms = []
         for ab, (a, b) in enumerate(self.pairs):
             select = f"(delta(s1-{a})*delta(s2-{b})" + (f"+delta(s1-{b})*delta(s2-{a}))" if a != b else ")")
-            gaussians = "+".join(f"{names[ab * len(CENTRES) + k]}*exp(-((r-{c!r})/{WIDTH!r})^2)"
-                                 for k, c in enumerate(CENTRES))
+            gaussians = "+".join(f"{names[ab * len(self.centres) + k]}*exp(-((r-{c!r})/{WIDTH!r})^2)"
+                                 for k, c in enumerate(self.centres))
             terms.append(f"{select}*({gaussians})")
         pair = openmm.CustomNonbondedForce(f"{fc}*({'+'.join(terms)})")
         pair.addPerParticleParameter("s")
@@ -148,7 +151,7 @@ class PairEmbeddingModel:
             pair.addGlobalParameter(name, 0.0)
         # One CustomGBForce per density (OpenMM's Reference platform takes one pair-computed value per force).
         embeds = []
-        for l, length in enumerate(DENSITY_LENGTHS):
+        for l, length in enumerate(self.densityLengths):
             embed = openmm.CustomGBForce()
             embed.addPerParticleParameter("s")
             # massless particles (virtual sites, species -1) take no part, as in :meth:`features`
@@ -156,7 +159,7 @@ class PairEmbeddingModel:
                                    openmm.CustomGBForce.ParticlePair)
             pieces = []
             for s in range(self.numSpecies):
-                for k, p in enumerate(POWERS):
+                for k, p in enumerate(self.powers):
                     name = names[self.columns.index(("embed", s, l, k))]
                     embed.addGlobalParameter(name, 0.0)
                     pieces.append(f"delta(s-{s})*{name}*(rho+{RHO_FLOOR!r})^{p!r}")
