@@ -330,6 +330,8 @@ class LearnedCorrection(ExtrapolateCorrection):
         self._thetas = {}
         self._features = {}
         self._applied = None
+        self._latest = None  # the last unshrunk fit, which the next block's new frames validate
+        self._shrink = 1.0 if self.minFrames is not None else 0.0  # damping of the fit (held-out frames)
 
     # ---- the fit -----------------------------------------------------------------------------------
 
@@ -356,16 +358,26 @@ class LearnedCorrection(ExtrapolateCorrection):
         block * every - fitLag (zeros before any)."""
         if block in self._thetas:
             return self._thetas[block]
+        if self._thetas and block > max(self._thetas) + 1:  # the blocks in order: each validates the one before
+            for earlier in range(max(self._thetas) + 1, block):
+                self.theta(earlier)
         from .learned import normalEquations, solveRidge
 
         c = self._controller
         last = block * self.every - self.fitLag
         start = time.perf_counter()
         first = c.frontier.origin + 1 if self._upTo is None else self._upTo + 1
+        previous = self._latest
+        fitted, heldOut = 0.0, 0.0  # sum r.(G theta_prev) and |G theta_prev|^2 over the new frames (metric W)
         for s in range(first, last + 1):
             d, g = c.inputs.differences.get(s), self._featuresAt(s)
             if d is None or g is None:
                 continue
+            if previous is not None:  # the new frames are held out for the fit made before them
+                w = self.model.weights
+                predicted = (g * previous[None, :]).sum(axis=1)
+                fitted += float((d.ravel() * predicted * w).sum())
+                heldOut += float((predicted * predicted * w).sum())
             A, y = normalEquations(g, d.ravel(), self.model.weights)
             self._A += A
             self._y += y
@@ -376,8 +388,13 @@ class LearnedCorrection(ExtrapolateCorrection):
         # correction) until at least 2 rows per coefficient, or ``minFrames``.
         massive = int((self.model.weights > 0).sum())
         enough = self.minFrames if self.minFrames is not None else -(-2 * self.model.numParameters // max(massive, 1))
-        theta = (solveRidge(self._A, self._y, self.ridge) if self._frames >= enough
-                 else np.zeros(self.model.numParameters))
+        raw = solveRidge(self._A, self._y, self.ridge) if self._frames >= enough else None
+        if raw is not None and previous is not None and heldOut > 0:
+            # Shrinkage from held-out frames: the factor in [0, 1] by which the previous fit best predicted the
+            # frames it had not seen. A fit that does not generalise yet (few frames) is damped, not trusted.
+            self._shrink = min(1.0, max(0.0, fitted / heldOut))
+        theta = np.zeros(self.model.numParameters) if raw is None else self._shrink * raw
+        self._latest = raw
         self.fitSeconds += time.perf_counter() - start
         self.refits += 1
         self._thetas[block] = theta
@@ -429,14 +446,19 @@ class LearnedCorrection(ExtrapolateCorrection):
 
     def checkpointState(self):
         """(fields, arrays) of the fit: its normal equations so far and the coefficients cached by block."""
-        meta = {"upTo": self._upTo, "frames": self._frames, "blocks": sorted(self._thetas), "rr": self._rr}
+        meta = {"upTo": self._upTo, "frames": self._frames, "blocks": sorted(self._thetas), "rr": self._rr,
+                "shrink": self._shrink}
         arrays = {"learned/A": self._A, "learned/y": self._y}
+        if self._latest is not None:
+            arrays["learned/latest"] = self._latest
         arrays.update({f"learned/theta/{b}": t for b, t in self._thetas.items()})
         return meta, arrays
 
     def restoreState(self, meta, arrays):
         self._A, self._y = np.array(arrays["learned/A"]), np.array(arrays["learned/y"])
         self._upTo, self._frames, self._rr = meta["upTo"], int(meta["frames"]), float(meta.get("rr", 0.0))
+        self._shrink = float(meta.get("shrink", 0.0))
+        self._latest = np.array(arrays["learned/latest"]) if "learned/latest" in arrays else None
         self._thetas = {int(b): np.array(arrays[f"learned/theta/{b}"]) for b in meta["blocks"]}
         self._applied = None
 

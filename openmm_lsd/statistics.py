@@ -6,6 +6,14 @@ import math
 class Statistics:
     """Counters of a speculative run.
 
+    Parameters
+    ----------
+    window : int
+        The window in force: a round ends after this many consecutive acceptances.
+    capacity : int, optional
+        Window positions counted by position (default ``window``; the largest window of a
+        ``window='auto'`` run).
+
     Attributes
     ----------
     accepted, rejected, fallbacks : int

@@ -156,6 +156,22 @@ def createDraft(topology, target, forcefield=DEFAULT_FORCEFIELD, constraints=app
 
     Non-periodic topologies get ``NoCutoff``, periodic ones ``PME`` (unless given).  The
     draft gets a ``CMMotionRemover`` exactly when the target has one, with its frequency.
+
+    Parameters
+    ----------
+    topology : openmm.app.Topology
+    target : openmm.System
+        The target System (its masses and CMMotionRemover are copied).
+    forcefield : sequence of str
+        OpenMM force field files (default Amber14 and TIP3P).
+    constraints, rigidWater
+        As ``ForceField.createSystem`` (default ``HBonds``, rigid water).
+    createSystemOptions
+        Further ``createSystem`` arguments.
+
+    Returns
+    -------
+    openmm.System
     """
     try:
         ff = app.ForceField(*forcefield)
@@ -184,6 +200,15 @@ def constrainLike(target, draft):
     openmm-ml Systems have no constraints (``createSystem``) or lose those inside the ML
     region (``createMixedSystem``); the engine needs the target's and the draft's to be
     the same.  A target constraint that the draft lacks is an error.
+
+    Parameters
+    ----------
+    target, draft : openmm.System
+
+    Returns
+    -------
+    openmm.System
+        ``target``, with the draft's constraints.
     """
     def pairs(system):
         out = {}

@@ -16,9 +16,17 @@ from openmm import unit
 
 
 class Evaluation(NamedTuple):
-    """What a verifier returns for one submitted position: target forces (N, 3) in kJ/mol/nm, the draft
-    forces at the same positions where the verifier computes them (MPI ranks), and the target's potential
-    energy in kJ/mol where it was asked for."""
+    """What a verifier returns for one submitted position.
+
+    Parameters
+    ----------
+    forces : numpy.ndarray
+        Target forces (N, 3) in kJ/mol/nm.
+    draftForces : numpy.ndarray, optional
+        The draft forces at the same positions, where the verifier computes them (MPI ranks).
+    energy : float, optional
+        The target's potential energy in kJ/mol, where it was asked for.
+    """
 
     forces: np.ndarray
     draftForces: Optional[np.ndarray] = None

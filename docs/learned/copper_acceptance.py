@@ -1,0 +1,35 @@
+"""Acceptance of a correction on Cu13 (GFN1-xTB target, Sutton-Chen draft, 2 fs, 300 K) over steps 500-1500.
+
+    python docs/learned/copper_acceptance.py CORRECTION FRICTION WINDOW_AND_LAG [STEPS] > OUT.json
+
+One in-process run (acceptance does not depend on the verifiers, DESIGN.md section 9), seed 1,
+the Reference platform; statistics reset at step 500, so the figures are those of steps 500-STEPS.
+"""
+
+import json
+import sys
+import time
+
+from openmm_lsd import SpeculativeSimulation
+from openmm_lsd.testsystems import copper
+
+correction, friction, window = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+steps = int(sys.argv[4]) if len(sys.argv) > 4 else 1500
+cluster = copper("cluster", 13)
+sim = SpeculativeSimulation(cluster.topology, cluster.target, cluster.draft, 300, friction, 0.002, window=window,
+                            draftCorrection=correction, correctionLag=window, platform="Reference", seed=1)
+sim.context.setPositions(cluster.positions)
+sim.context.setVelocitiesToTemperature(300, 1)
+start = time.perf_counter()
+sim.step(500)
+sim.resetStatistics()
+sim.step(steps - 500)
+s = sim.statistics
+out = {"correction": correction, "friction_per_ps": friction, "window": window, "lag": window, "steps": [500, steps],
+       "acceptance": s.acceptanceRate, "steps_per_round": s.stepsPerRound,
+       "acceptance_by_position": s.acceptanceByPosition, "wall_seconds": time.perf_counter() - start,
+       "draft_seconds_per_step": s.draftSeconds / max(s.draftSteps, 1),
+       "target_seconds_per_call": sim.verifier.targetSeconds / max(sim.verifier.numEvaluations, 1)}
+if hasattr(sim.correction, "fitReport"):
+    out["learned"] = sim.correction.fitReport(sim.coefficients)
+print(json.dumps(out, indent=1))
