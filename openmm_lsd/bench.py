@@ -336,7 +336,7 @@ def main(argv=None):
     return _write(result, args.json)
 
 
-def _timeReporting(sim, steps, interval, blocks=6):
+def _timeReporting(sim, steps, interval, blocks=10):
     """Seconds per step of the same run in blocks alternating without and with a StateDataReporter that asks
     for the potential energy every ``interval`` steps (as a user's log does); medians over the blocks."""
     import io

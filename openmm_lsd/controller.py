@@ -457,6 +457,7 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
         self._verifierTakesBox = bool(getattr(verifier, "supportsVolumeMoves", False))
         self._verifierDraftForces = bool(getattr(verifier, "providesDraftForces", False))
         self.energySteps = set()  # the steps whose target energy reporters want from the verifier (requestEnergy)
+        self._draftEnd = 0  # how far the draft may run (advance's horizon)
         self._evaluationsBefore = 0  # target evaluations of the run before a checkpoint was loaded
         self.epoch = 0
         # The window: with window='auto', chosen during the run (:meth:`_tuneWindow`), ``window`` its upper limit.
@@ -606,7 +607,7 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
         it (each drafted step is a function of its index and of the accepted history, DESIGN.md section 9).
         """
         end = self.frontier.step + steps
-        draftEnd = self.frontier.step + max(steps, horizon or 0)
+        self._draftEnd = draftEnd = self.frontier.step + max(steps, horizon or 0)
         while self.frontier.step < end:
             self._tuneWindow()
             proposal = self._proposeVolumeMove()
@@ -627,5 +628,6 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
         step needs anyway."""
         t = self.frontier.step
         if t not in self.ahead.energies and t in self.energySteps and self.ahead.submitted >= t:
+            self._draftAhead(self._draftEnd)  # keep the verifiers busy while this waits, as the loop would
             self._targetForce(t)
         return self.ahead.energies.get(t)
