@@ -7,9 +7,10 @@ trajectory's law exactly that of the serial target run (see DESIGN.md).
 
 from .checkpoint import CheckpointError
 from .controller import stepNoise  # noqa: F401  (kept importable; an internal of the engine, not in __all__)
-from .corrections import ExtrapolateCorrection, NoCorrection, OffsetCorrection, RefitCorrection
+from .corrections import ExtrapolateCorrection, LearnedCorrection, NoCorrection, OffsetCorrection, RefitCorrection
 from .coupling import acceptanceProbability, couple
 from .integrators import LeapfrogLangevinIntegrator
+from .models import SevenNetPotential
 from .reporters import StatisticsReporter
 from .simulation import SpeculativeSimulation
 from .statistics import Statistics
@@ -36,6 +37,8 @@ __all__ = [
     "OffsetCorrection",
     "ExtrapolateCorrection",
     "RefitCorrection",
+    "LearnedCorrection",
+    "SevenNetPotential",
     "CheckpointError",
     "acceptanceProbability",
     "couple",

@@ -305,6 +305,7 @@ def test_systems_helpers_refuse_inconsistent_input():
 
 EXAMPLES = [("water_xtb.py", "30"), ("alanine_dipeptide_xtb.py", "30"), ("alanine_dipeptide_water_mlmm.py", "10"),
             ("ani2x.py", "10"), ("mpi_launch.py", "20"), ("alanine_dipeptide.py", "40"), ("copper_cluster.py", "20"),
+            ("copper_cluster.py", "10 sevennet-0"),
             ("water_box_npt.py", "26 0.7"), ("openmm_script_alanine_xtb.py", "10")]
 
 

@@ -33,6 +33,10 @@ def targetModel(args):
         if fidelity is not None:
             raise UsageError(f"--fidelity applies to --target sevennet-mf-0, not {args.target}")
         return args.target
+    from ..verifiers.mpi import assignDevice, launchedUnderMPI
+
+    if launchedUnderMPI():
+        assignDevice()  # one GPU per rank where CUDA_VISIBLE_DEVICES or OPENMM_LSD_DEVICES lists several
     try:
         return SevenNetPotential(args.target, modal=fidelity)
     except (ImportError, ValueError) as exc:
