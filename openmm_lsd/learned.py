@@ -43,6 +43,22 @@ def _species(system):
     return np.array([kinds.index(m) if m > 0 else -1 for m in masses]), np.array(masses)
 
 
+def _exclusions(system):
+    """The (i, j) pairs, i < j, that the System's nonbonded forces exclude (NonbondedForce exceptions,
+    CustomNonbondedForce and CustomGBForce exclusions)."""
+    pairs = set()
+    for force in system.getForces():
+        if isinstance(force, openmm.NonbondedForce):
+            for k in range(force.getNumExceptions()):
+                i, j = force.getExceptionParameters(k)[:2]
+                pairs.add((min(i, j), max(i, j)))
+        elif isinstance(force, (openmm.CustomNonbondedForce, openmm.CustomGBForce)):
+            for k in range(force.getNumExclusions()):
+                i, j = force.getExclusionParticles(k)
+                pairs.add((min(i, j), max(i, j)))
+    return sorted(pairs)
+
+
 class PairEmbeddingModel:
     """The learned correction's basis for a System; ``features`` for the fit, ``addTo`` for the draft."""
 
@@ -64,8 +80,17 @@ class PairEmbeddingModel:
                         + [("embed", s, l, p) for s in range(self.numSpecies) for l in range(len(self.densityLengths))
                            for p in range(len(self.powers))])
         self.numParameters = len(self.columns)
+        # The draft's nonbonded exclusions (bonded neighbours, rigid waters' own pairs) are the model's too:
+        # OpenMM requires the same exclusions in every nonbonded force of a System, and the draft's bonded
+        # terms describe those pairs.
+        self.exclusions = _exclusions(system)
         i, j = np.triu_indices(self.numParticles, 1)
         massive = (self.species[i] >= 0) & (self.species[j] >= 0)
+        if self.exclusions:
+            excluded = np.zeros((self.numParticles, self.numParticles), dtype=bool)
+            for a, b in self.exclusions:
+                excluded[a, b] = excluded[b, a] = True
+            massive &= ~excluded[i, j]
         self._i, self._j = i[massive], j[massive]
         pairIndex = {ab: k for k, ab in enumerate(self.pairs)}
         si, sj = self.species[self._i], self.species[self._j]
@@ -175,6 +200,8 @@ class PairEmbeddingModel:
                                          else openmm.CustomGBForce.NoCutoff)
             for s in self.species:
                 force.addParticle([float(s)])
+            for a, b in self.exclusions:
+                force.addExclusion(a, b)
             force.setName("LearnedCorrection")
             system.addForce(force)
         return system

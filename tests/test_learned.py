@@ -136,3 +136,25 @@ def test_learned_correction_learns_copper():
         sim.step(200)
         out[name] = sim.statistics.acceptanceRate
     assert out["learned"] > out["extrapolate-quadratic"]
+
+
+def test_model_takes_the_drafts_exclusions():
+    """Rigid TIP3P (a NonbondedForce with exceptions): the model's forces carry the same exclusions (OpenMM
+    requires it) and the features leave those pairs out too."""
+    pytest.importorskip("tblite", reason="the water example's target needs tblite")
+    from openmm_lsd.testsystems import water
+
+    example = water(2)
+    model = PairEmbeddingModel(example.draft)
+    assert len(model.exclusions) == 6  # O-H, O-H, H-H of each water
+    system = openmm.XmlSerializer.clone(example.draft)
+    model.addTo(system)
+    context, plain = (openmm.Context(s, openmm.VerletIntegrator(0.001), REFERENCE) for s in (system, example.draft))
+    theta = np.random.default_rng(2).standard_normal(model.numParameters) * 0.1
+    model.apply(context, theta)
+    x = np.asarray(example.positions)
+    for c in (context, plain):
+        c.setPositions(x)
+    difference = (context.getState(getForces=True).getForces(asNumpy=True)._value
+                  - plain.getState(getForces=True).getForces(asNumpy=True)._value)
+    np.testing.assert_allclose(difference, model.forces(model.features(x), theta), atol=1e-8 * np.abs(difference).max())
