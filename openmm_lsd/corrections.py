@@ -337,7 +337,7 @@ class LearnedCorrection(ExtrapolateCorrection):
 
     def retention(self):
         """How many indices before t - lag - 1 the fit may still read (frames not yet folded in)."""
-        return self.every + self.fitLag + self.order + 2
+        return self.every + self.fitLag + self.lag + self.order + 2  # a held-out frame reads s - lag
 
     def _block(self, j):
         return (j - 1) // self.every
@@ -373,10 +373,14 @@ class LearnedCorrection(ExtrapolateCorrection):
             d, g = c.inputs.differences.get(s), self._featuresAt(s)
             if d is None or g is None:
                 continue
-            if previous is not None:  # the new frames are held out for the fit made before them
+            anchorD, anchorG = c.inputs.differences.get(s - self.lag), self._featuresAt(s - self.lag)
+            if previous is not None and anchorD is not None and anchorG is not None:
+                # The new frames are held out for the fit made before them, judged as the correction uses
+                # it: what it leaves of the difference's change over the lag (the offset's error at h = lag).
                 w = self.model.weights
-                predicted = (g * previous[None, :]).sum(axis=1)
-                fitted += float((d.ravel() * predicted * w).sum())
+                change = (d - anchorD).ravel()
+                predicted = ((g - anchorG) * previous[None, :]).sum(axis=1)
+                fitted += float((change * predicted * w).sum())
                 heldOut += float((predicted * predicted * w).sum())
             A, y = normalEquations(g, d.ravel(), self.model.weights)
             self._A += A
@@ -390,8 +394,9 @@ class LearnedCorrection(ExtrapolateCorrection):
         enough = self.minFrames if self.minFrames is not None else -(-2 * self.model.numParameters // max(massive, 1))
         raw = solveRidge(self._A, self._y, self.ridge) if self._frames >= enough else None
         if raw is not None and previous is not None and heldOut > 0:
-            # Shrinkage from held-out frames: the factor in [0, 1] by which the previous fit best predicted the
-            # frames it had not seen. A fit that does not generalise yet (few frames) is damped, not trusted.
+            # Shrinkage from held-out frames: the factor in [0, 1] by which the previous fit best predicted, on
+            # the frames it had not seen, the change of the force difference over the lag (what the residual's
+            # extrapolation then has to follow). A fit that does not help there is damped, not trusted.
             self._shrink = min(1.0, max(0.0, fitted / heldOut))
         theta = np.zeros(self.model.numParameters) if raw is None else self._shrink * raw
         self._latest = raw
