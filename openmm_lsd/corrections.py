@@ -150,7 +150,43 @@ class ExtrapolateCorrection(OffsetCorrection):
         return {"draftCorrection": self.name, "correctionLag": self.lag, "horizon": self.horizon}
 
 
-class RefitCorrection(ExtrapolateCorrection):
+class _FittedCorrection(ExtrapolateCorrection):
+    """What 'refit' and 'learned' share: a model in the draft whose coefficients are refitted for each block of
+    ``every`` steps (:meth:`coefficients`), set on the draft Context before its block's first step, and the
+    time extrapolation of what the model leaves at accepted positions."""
+
+    residual = True  # extrapolate what the model leaves (False: the model alone)
+
+    def _block(self, j):
+        return (j - 1) // self.every
+
+    @staticmethod
+    def _prune(cache, block):
+        for old in [b for b in cache if b < block - 3]:
+            del cache[old]
+
+    def prepare(self, j, draftContext):
+        """Before drafting step j: the draft Context gets the coefficients of j's block."""
+        block = self._block(j)
+        if block != self._applied:
+            self.model.apply(draftContext, self.coefficients(block))
+            self._applied = block
+
+    def combine(self, j, origin, restart, differences):
+        s = self.source(j, origin, restart)
+        if s is None or not self.residual:
+            return None
+        coefficients = self.coefficients(self._block(j))
+        adjusted = {}
+        for k in range(self.order + 1):
+            d, g = differences.get(s - k), self._featuresAt(s - k)
+            if d is None or g is None:
+                break
+            adjusted[s - k] = d - self.model.forces(g, coefficients)
+        return ExtrapolateCorrection.combine(self, j, origin, restart, adjusted)
+
+
+class RefitCorrection(_FittedCorrection):
     """``'refit'``: the quadratic extrapolation, plus the draft's bonded terms refitted on the fly.
 
     Every ``every`` steps (at step indices fixed in advance) the draft's harmonic bond
@@ -205,10 +241,8 @@ class RefitCorrection(ExtrapolateCorrection):
         """How many indices before t - lag - 1 the fits may still read."""
         return self.span + self.every + self.order + 2
 
-    def _block(self, j):
-        return (j - 1) // self.every
-
-    def delta(self, block):
+    def coefficients(self, block):
+        """The bonded parameter changes delta for the steps of ``block``."""
         if block in self._deltas:
             return self._deltas[block]
         c = self._controller
@@ -224,35 +258,14 @@ class RefitCorrection(ExtrapolateCorrection):
                 pairs.append((gPrev, g, rPrev, r))
         delta = self.model.fit(pairs, self.ridge)
         self._deltas[block] = delta
-        for old in [b for b in self._deltas if b < block - 3]:
-            del self._deltas[old]
+        self._prune(self._deltas, block)
         return delta
-
-    def prepare(self, j, draftContext):
-        """Before drafting step j: the draft Context gets the parameters of j's block."""
-        block = self._block(j)
-        if block != self._applied:
-            self.model.apply(draftContext, self.delta(block))
-            self._applied = block
-
-    def combine(self, j, origin, restart, differences):
-        s = self.source(j, origin, restart)
-        if s is None:
-            return None
-        delta = self.delta(self._block(j))
-        adjusted = {}
-        for k in range(self.order + 1):
-            d, g = differences.get(s - k), self._featuresAt(s - k)
-            if d is None or g is None:
-                break
-            adjusted[s - k] = d - self.model.forces(g, delta)
-        return ExtrapolateCorrection.combine(self, j, origin, restart, adjusted)
 
     def settings(self):
         return {"draftCorrection": self.name, "correctionLag": self.lag, "every": self.every, "span": self.span}
 
 
-class LearnedCorrection(ExtrapolateCorrection):
+class LearnedCorrection(_FittedCorrection):
     """``'learned'``: a model of F_target - F_draft as a function of position, fitted during the run, and the
     time extrapolation (``order``, default quadratic) of what it leaves.
 
@@ -339,9 +352,6 @@ class LearnedCorrection(ExtrapolateCorrection):
         """How many indices before t - lag - 1 the fit may still read (frames not yet folded in)."""
         return self.every + self.fitLag + self.lag + self.order + 2  # a held-out frame reads s - lag
 
-    def _block(self, j):
-        return (j - 1) // self.every
-
     def _featuresAt(self, s):
         if s not in self._features:
             x = self._controller.inputs.acceptedPositions.get(s)
@@ -353,14 +363,14 @@ class LearnedCorrection(ExtrapolateCorrection):
                     del self._features[old]
         return self._features[s]
 
-    def theta(self, block):
+    def coefficients(self, block):
         """The coefficients in force for the steps of ``block``: fitted on the frames up to
         block * every - fitLag (zeros before any)."""
         if block in self._thetas:
             return self._thetas[block]
         if self._thetas and block > max(self._thetas) + 1:  # the blocks in order: each validates the one before
             for earlier in range(max(self._thetas) + 1, block):
-                self.theta(earlier)
+                self.coefficients(earlier)
         from .learned import normalEquations, solveRidge
 
         c = self._controller
@@ -403,40 +413,17 @@ class LearnedCorrection(ExtrapolateCorrection):
         self.fitSeconds += time.perf_counter() - start
         self.refits += 1
         self._thetas[block] = theta
-        for old in [b for b in self._thetas if b < block - 3]:
-            del self._thetas[old]
+        self._prune(self._thetas, block)
         return theta
 
-    # ---- the correction ----------------------------------------------------------------------------
-
-    def prepare(self, j, draftContext):
-        """Before drafting step j: the draft Context gets the coefficients of j's block."""
-        block = self._block(j)
-        if block != self._applied:
-            self.model.apply(draftContext, self.theta(block))
-            self._applied = block
-
-    def combine(self, j, origin, restart, differences):
-        s = self.source(j, origin, restart)
-        if s is None or not self.residual:
-            return None
-        theta = self.theta(self._block(j))
-        adjusted = {}
-        for k in range(self.order + 1):
-            d, g = differences.get(s - k), self._featuresAt(s - k)
-            if d is None or g is None:
-                break
-            adjusted[s - k] = d - self.model.forces(g, theta)
-        return ExtrapolateCorrection.combine(self, j, origin, restart, adjusted)
-
-    def fitReport(self, coefficients):
+    def fitReport(self, scheme):
         """The latest fit on its own training frames: refits, frames, fit seconds, and the weighted residual as
         the mean |m| it leaves per step and as an RMS force error (meV/A, at the frames' mean 1/m)."""
         theta = self._thetas[max(self._thetas)] if self._thetas else np.zeros(len(self._y))
         frames = max(self._frames, 1)
         raw = self._rr / frames
         left = max(self._rr - 2 * float((theta * self._y).sum()) + float(theta @ self._A @ theta), 0.0) / frames
-        c = coefficients
+        c = scheme  # integrators.Coefficients of the run
         perM = (c.meanFactor() * c.dt / c.sigmaFactor()) ** 2 / c.kT  # |m|^2 per weighted squared error
         components = float((self.model.weights > 0).sum())
         meanInverseMass = float(self.model.weights.sum()) / max(components, 1.0)
