@@ -502,10 +502,11 @@ class SpeculativeSimulation:
                     nextSteps = info["steps"]
             due = [(reporter, info) for reporter, info in zip(self.reporters, infos) if info["steps"] == nextSteps]
             # The energies reporters will want, asked of the verifier with the forces: the next report of each
-            # and, for reporters that repeat at that interval (as OpenMM's do), the later ones up to stepsToGo.
-            now = self.currentStep
+            # and, for reporters that repeat at that interval (as OpenMM's do), the later ones that the draft can
+            # reach (at most a window past this stop) before the next request.
+            now, reach = self.currentStep, min(stepsToGo, nextSteps + self.window)
             energySteps = {now + info["steps"] * k for info in infos if "energy" in info["include"] and info["steps"] > 0
-                           for k in range(1, stepsToGo // info["steps"] + 1)}
+                           for k in range(1, reach // info["steps"] + 1)}
             self._advance(nextSteps, energySteps, horizon=stepsToGo)
             stepsToGo -= nextSteps
             if due:

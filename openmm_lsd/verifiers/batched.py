@@ -34,8 +34,7 @@ class BatchedVerifier(Verifier):
     --------
     >>> from openmm_lsd.models import SevenNetPotential
     >>> potential = SevenNetPotential("sevennet-0")
-    >>> target = createTarget(topology, potential)      # the same model as the target System
-    >>> potential.setNumbers([29] * 13)
+    >>> target = createTarget(topology, potential)      # the same model as the target System (it learns the atoms)
     >>> verifier = BatchedVerifier(potential)
     """
 
