@@ -23,6 +23,7 @@ __all__ = ["makeCorrection", "NoCorrection", "OffsetCorrection", "ExtrapolateCor
 import time
 
 import numpy as np
+import openmm
 
 DEFAULT_LAG = 8
 
@@ -311,8 +312,6 @@ class LearnedCorrection(_FittedCorrection):
     def extendDraft(self, system):
         """A copy of the draft ``system`` with the model's forces (all coefficients 0)."""
         from .learned import PairEmbeddingModel
-
-        import openmm
 
         copy = openmm.XmlSerializer.clone(system)
         PairEmbeddingModel(system, **self.basis).addTo(copy)
