@@ -99,9 +99,11 @@ class LeakIntoTheFit(LeakDiscardedForces):
     fit is redone with the target-minus-draft force at the *discarded* drafted position x_{r+1}^d (drawn with
     the noise xi_{r+1} that the redrafted step r + 1 uses again), weighted 10^4 times an accepted frame.
 
-    A wrong law, but a weak one: the law test of the learned configuration does not reject it at
-    10,000 repetitions (p = 0.36; docs/exactness.md), because the residual's extrapolation
-    cancels most of what the leaked fit adds at x_r.  Kept for the search of a configuration that does."""
+    A leak through a fit is diluted: where the basis represents the force error, any frame gives the same
+    fit, and the residual's extrapolation takes the model only through its change between two positions.
+    It shows where the model alone (``residual=False``) meets an error it cannot represent, so that the
+    fit dominated by the leaked frame carries that frame's error to the redrafted position as an offset
+    would: the 'learned-leak' configuration of tests/test_exactness.py (docs/exactness.md)."""
 
     WEIGHT = 1e4
 

@@ -30,6 +30,12 @@ DT = 0.004
 START_STEP = 3
 
 
+#: the learned correction's leak configuration: a 12 Da particle bonded (0.3 nm, 300 kJ/mol/nm^2) to four
+#: 1200 Da ones at the corners of a tetrahedron; the draft adds an anisotropic well on it (kJ/mol/nm^2)
+CAGE = 0.3 / np.sqrt(3) * np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]])
+CAGE_BOND = 300.0
+CAGE_DRAFT_WELL = (40_000.0, 10_000.0, 80_000.0)
+
 #: the site definition of the virtual-site control: another average of other parents (the target's is 0, 1, 1/2, 1/2)
 WRONG_SITE = (0, 2, 0.2, 0.8)
 
@@ -37,9 +43,13 @@ WRONG_SITE = (0, 2, 0.2, 0.8)
 def make_systems(constraint, cmm, virtualSite=False, ripple=0.15, draftSite=None, kind="chain"):
     """(target, draft).  ``kind='chain'``: the 3-particle chain of tests/systems.py, the draft's wells softer,
     shifted and rippled; ``'stiff'``: one particle (12 Da) in a 400 kJ/mol/nm^2 well drafted by an 80,000
-    one, a force error that changes fast with position (the leak control's configuration)."""
+    one, a force error that changes fast with position (the leak control's configuration); ``'cage'``: one
+    light particle bonded to four heavy ones, the draft with a stiff anisotropic well on it, an error that the
+    learned correction's pair terms cannot represent (the fit-leak control's configuration)."""
     if kind == "stiff":
         return toy(1, k=(400.0,) * 3, bond=0), toy(1, k=(80_000.0,) * 3, bond=0)
+    if kind == "cage":
+        return cage(), cage(CAGE_DRAFT_WELL)
     kwargs = dict(constraint=constraint, cmm=cmm, virtualSite=virtualSite)
     target = toy(**kwargs)
     site = openmm.TwoParticleAverageSite(*draftSite) if draftSite else None
@@ -47,8 +57,29 @@ def make_systems(constraint, cmm, virtualSite=False, ripple=0.15, draftSite=None
     return target, draft
 
 
+def cage(well=None):
+    """Particle 0 (12 Da) bonded to particles 1-4 (1200 Da) at the corners of :data:`CAGE`; ``well``: a harmonic
+    well (kx, ky, kz) on particle 0 about the centre (the draft's)."""
+    system = openmm.System()
+    system.addParticle(12.0)
+    bonds = openmm.HarmonicBondForce()
+    for corner in range(len(CAGE)):
+        system.addParticle(1200.0)
+        bonds.addBond(0, corner + 1, 0.3, CAGE_BOND)
+    system.addForce(bonds)
+    if well is not None:
+        external = openmm.CustomExternalForce("0.5*(wx*x^2 + wy*y^2 + wz*z^2)")
+        for name, value in zip(("wx", "wy", "wz"), well):
+            external.addGlobalParameter(name, value)
+        external.addParticle(0, [])
+        system.addForce(external)
+    return system
+
+
 def start(kind="chain", virtualSite=False):
     """The fixed start state (x0, v0) of every repetition."""
+    if kind == "cage":  # the light particle off the centre, the heavy ones at rest at the corners
+        return np.vstack([[[0.02, 0.01, -0.005]], CAGE]), np.vstack([[[0.3, -0.2, 0.1]], np.zeros((4, 3))])
     if kind == "stiff":  # off the well's centre: the first step is almost always rejected, and leaks
         return np.array([[0.02, 0.01, -0.005]]), startVelocities(1)
     return startPositions(3, virtualSite), startVelocities(3, virtualSite)

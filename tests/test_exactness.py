@@ -19,16 +19,19 @@ Fixed seeds, so every outcome below is deterministic.
   ('middle-plain', with its exact twin), the draft's own virtual-site definition
   ('middle-vsite'), target forces at discarded drafted positions in the correction
   ('leak': one particle whose draft well is 200 times stiffer, so the force error
-  changes fast with position).
+  changes fast with position), target forces at discarded drafted positions folded
+  into the learned correction's fit ('learned-leak': a light particle bonded to four
+  heavy ones, the draft adding a stiff anisotropic well that the model's pair terms
+  cannot represent, the model alone, refitted before every step).
 
 Every correction is covered: 'none', 'offset', both extrapolations (linear under
 leapfrog, quadratic under LangevinMiddle, the default one at its default lag 8 over
-12 steps) and 'refit' (the draft's free bond refitted on the fly), each with its
-negative controls.
+12 steps), 'refit' (the draft's free bond refitted on the fly) and 'learned' (with and
+without the residual's extrapolation), each with its negative controls.
 
 Sample sizes: R = 10,000 for the default paths, the virtual-site configuration, the
-quadratic extrapolation, the refit and the leak (their weakest controls need it:
-docs/exactness.md); every other configuration R = 5,000.  Measured p-values
+quadratic extrapolation, the refit, the learned correction and the leaks (their weakest
+controls need it: docs/exactness.md); every other configuration R = 5,000.  Measured p-values
 (docs/exactness.md): exact variants 0.29-1; every control below 1e-7.
 """
 
@@ -44,6 +47,8 @@ pytestmark = pytest.mark.slow
 
 #: the learned correction's basis in the law test
 SMALL_BASIS = dict(centres=(0.12, 0.16, 0.22, 0.3), densityLengths=(0.05,), powers=(1.5, 2.0), bySpecies=False)
+#: and in its leak configuration: pair terms only, centred on the cage's bond length
+CAGE_BASIS = dict(centres=(0.24, 0.27, 0.30, 0.33, 0.36), densityLengths=(), powers=())
 
 EXACT_P = 1e-3
 CONTROL_P = 1e-6
@@ -74,11 +79,23 @@ CONFIGS = {
                                  reps=5_000),
     # The learned correction refitted every 2 steps from the first accepted frame on (minFrames 1), so that from
     # step 7 of the 8 compared a fit is in force. A small basis (one species, 4 pair centres, one density, 2
-    # powers: 6 coefficients) keeps 10,000 repetitions cheap. Its fit-leak control (openmm_lsd.testing's
-    # LeakIntoTheFit) is not rejected by this test (p = 0.41 measured, docs/exactness.md): not asserted.
+    # powers: 6 coefficients) keeps 10,000 repetitions cheap. Its fit-leak control does not show here (the
+    # residual's extrapolation takes the fitted model only through its change between two positions): that
+    # is 'learned-leak'.
     "middle-learned": dict(scheme="LangevinMiddle", constraint=True, cmm=2, lag=2, steps=8, reps=10_000,
                            correction=partial(LearnedCorrection, 2, every=2, minFrames=1, basis=SMALL_BASIS),
                            only=("accept_always",)),
+    # The fit rule's control (DESIGN.md sections 3, 9, 11): the learned model alone (no residual extrapolation),
+    # refitted before every step from the first accepted frame on, on a force error it cannot represent (the
+    # cage: a light particle bonded to four heavy ones, the draft adding a stiff anisotropic well), so that a fit
+    # dominated by one frame carries that frame's error to nearby positions as an offset would. LeakIntoTheFit
+    # folds the discarded x_{r+1}^d into the fit at each rejection. The draft is far from the target here
+    # (exact acceptance 0.12): the bound below is lowered for this configuration only.
+    "learned-leak": dict(scheme="LangevinMiddle", constraint=False, cmm=None, lag=2, steps=4, kind="cage",
+                         reps=10_000, acceptance=(0.1, 0.9),
+                         correction=partial(LearnedCorrection, 2, every=1, minFrames=1, basis=CAGE_BASIS,
+                                            residual=False),
+                         only=("accept_always", "LeakIntoTheFit")),
     # The correction rule's control: a force error that changes fast with position, frequent rejections, lag 2.
     "leak": dict(scheme="LangevinMiddle", constraint=False, cmm=None, correction="offset", lag=2, steps=4,
                  kind="stiff", reps=10_000, only=("LeakDiscardedForces",)),
@@ -121,8 +138,10 @@ def test_law_matches_serial(name, control, exact):
     lsd, statistics, serial = samples(name, control)
     p = two_sample_p(lsd, serial)
     if exact:
-        # The draft must be far enough from the target for the test to mean something.
-        assert 0.2 < statistics.acceptanceRate < 0.9, statistics
+        # The draft must be far enough from the target for the test to mean something, and near enough that
+        # the coupling accepts often.
+        low, high = CONFIGS[name].get("acceptance", (0.2, 0.9))
+        assert low < statistics.acceptanceRate < high, statistics
         assert p > EXACT_P, f"{name}: LSD differs from the serial integrator, p = {p:.3g}"
     else:
         assert p < CONTROL_P, f"{name}: negative control {control} was not rejected, p = {p:.3g}"
