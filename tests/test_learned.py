@@ -158,3 +158,20 @@ def test_model_takes_the_drafts_exclusions():
     difference = (context.getState(getForces=True).getForces(asNumpy=True)._value
                   - plain.getState(getForces=True).getForces(asNumpy=True)._value)
     np.testing.assert_allclose(difference, model.forces(model.features(x), theta), atol=1e-8 * np.abs(difference).max())
+
+
+def test_estimate_gives_a_learning_curve_and_the_second_half():
+    """``estimate`` with the learned correction: four parts of the sample in its learning curve, and the
+    prediction from the second half (the fit in force) next to the whole sample's."""
+    from openmm_lsd.analysis import estimate
+
+    x, v = startPositions(3), startVelocities(3)
+    result = estimate(lambda: make(window=4), x, v, steps=48, verifiers=(1, 8))
+    curve = result["predicted_acceptance_curve"]
+    assert len(curve) == 4 and all(0 <= p["expected_acceptance"] <= 1 for p in curve)
+    assert [p["step"] for p in curve] == [12, 24, 36, 48]
+    assert len(result["predicted_acceptance_by_position_second_half"]) == 4
+    assert result["predicted_steps_per_round_second_half"] >= 1
+    assert set(result["predicted_speedup_second_half"]) == {"1", "8"}
+    plain = estimate(lambda: make("extrapolate-quadratic", window=4), x, v, steps=48, verifiers=(1,))
+    assert "predicted_steps_per_round_second_half" not in plain  # only for a correction fitted during the run

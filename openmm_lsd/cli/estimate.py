@@ -23,6 +23,13 @@ def estimate(args):
     print(f"  predicted steps per round {result['predicted_steps_per_round']:.2f}; T_t {result['target_seconds'] * 1e3:.2f}"
           f" ms, T_d {result['draft_seconds'] * 1e3:.3f} ms")
     print("  predicted speedup bound: " + ", ".join(f"K={K}: {v:.2f}x" for K, v in result["predicted_speedup"].items()))
+    print("  learning curve (mean acceptance probability by part of the sample): "
+          + " ".join(f"{p['expected_acceptance']:.3f}" for p in result["predicted_acceptance_curve"]))
+    if "predicted_steps_per_round_second_half" in result:
+        print("  from the sample's second half (the fit with data): acceptance by position "
+              + " ".join(f"{a:.2f}" for a in result["predicted_acceptance_by_position_second_half"])
+              + f"; steps per round {result['predicted_steps_per_round_second_half']:.2f}; speedup bound "
+              + ", ".join(f"K={K}: {v:.2f}x" for K, v in result["predicted_speedup_second_half"].items()))
     if args.compare:
         try:
             measured = json.loads(Path(args.compare).read_text())
