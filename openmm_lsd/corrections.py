@@ -280,7 +280,9 @@ class LearnedCorrection(_FittedCorrection):
     same for any window or number of ranks (DESIGN.md sections 3, 9, 11).  Target forces at
     discarded drafts never enter.  The differences are taken against the original draft (MPI ranks
     keep it; in-process a force-only Context on a copy of it).  Under a barostat the frames are
-    featurised in the current box.  ``basis`` passes options to the model (fewer centres, one species...).
+    featurised in the current box.  ``basis`` passes options to the model (fewer centres, one species,
+    three-body terms with ``angularLengths``, a region with ``particles``...); an ML/MM target's ML atoms
+    are the region unless ``basis`` names one.
     """
 
     needsOriginalDraftForces = True
@@ -309,10 +311,16 @@ class LearnedCorrection(_FittedCorrection):
 
     # ---- the draft System --------------------------------------------------------------------------
 
-    def extendDraft(self, system):
-        """A copy of the draft ``system`` with the model's forces (all coefficients 0)."""
-        from .learned import PairEmbeddingModel
+    def extendDraft(self, system, target=None):
+        """A copy of the draft ``system`` with the model's forces (all coefficients 0).  Where the ``target``'s ML
+        potential acts on some particles only (ML/MM), the model covers those (:func:`learned.targetRegion`)
+        unless ``basis`` names its own ``particles``."""
+        from .learned import PairEmbeddingModel, targetRegion
 
+        if "particles" not in self.basis:
+            region = targetRegion(target)
+            if region is not None:
+                self.basis["particles"] = region
         copy = openmm.XmlSerializer.clone(system)
         PairEmbeddingModel(system, **self.basis).addTo(copy)
         return copy

@@ -249,7 +249,7 @@ class SpeculativeSimulation:
         # A draft's barostat would move the draft's box on its own: the copy has none.
         ownDraft = compatibility.withoutBarostat(draftSystem)
         if hasattr(correction, "extendDraft"):  # a correction that lives in the draft as forces of its own
-            ownDraft = correction.extendDraft(ownDraft)
+            ownDraft = correction.extendDraft(ownDraft, targetSystem)
         elif ownDraft is draftSystem and getattr(correction, "needsOriginalDraftForces", False):
             ownDraft = openmm.XmlSerializer.clone(draftSystem)
         self._draftContext = createContext(ownDraft, draftIntegrator(self._coefficients), realPlatform,

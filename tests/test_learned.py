@@ -40,24 +40,54 @@ def copperSystem(positions, box=None):
     return system
 
 
+BASES = {"pair+embedding": ({}, 21), "three-body": (dict(angularLengths=(0.03, 0.06, 0.12)), 33),
+         "region": (dict(particles=range(7)), 21), "region three-body": (dict(particles=range(7), angularLengths=(0.05,)), 25)}
+
+
+@pytest.mark.parametrize("basis", sorted(BASES))
 @pytest.mark.parametrize("periodic", [False, True])
-def test_numpy_features_are_the_draft_forces(periodic):
-    """The fit's features G(x) theta and the custom forces in the draft Context, at random theta: equal to
-    rounding (the cluster without cutoff; the fcc box with the minimum image and the 0.65 nm cutoff)."""
+def test_numpy_features_are_the_draft_forces(periodic, basis):
+    """The fit's features G(x) theta and energies E(x) theta against the forces and energy of the model in the
+    draft Context (custom forces; the three-body terms and a region's model as a PythonForce, through an XML
+    copy of the System as the engine makes), at random theta: equal to rounding (the cluster without cutoff;
+    the fcc box with the minimum image and the 0.65 nm cutoff)."""
+    options, numParameters = BASES[basis]
     positions, box = (icosahedron(1), None) if not periodic else fccBox(2)
     rng = np.random.default_rng(0)
     x = np.asarray(positions) + 0.01 * rng.standard_normal(np.shape(positions))
     system = copperSystem(x, box)
-    model = PairEmbeddingModel(system)
-    assert model.numParameters == 21
+    model = PairEmbeddingModel(system, **options)
+    assert model.numParameters == numParameters
     model.addTo(system)
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), REFERENCE)
+    context = openmm.Context(openmm.XmlSerializer.clone(system), openmm.VerletIntegrator(0.001), REFERENCE)
     theta = rng.standard_normal(model.numParameters)
     model.apply(context, theta)
     context.setPositions(x)
-    forces = context.getState(getForces=True).getForces(asNumpy=True)._value
-    expected = model.forces(model.features(x, None if box is None else np.eye(3) * box), theta)
-    np.testing.assert_allclose(forces, expected, atol=1e-9 * np.abs(forces).max())
+    state = context.getState(getForces=True, getEnergy=True)
+    forces = state.getForces(asNumpy=True)._value
+    boxMatrix = None if box is None else np.eye(3) * box
+    np.testing.assert_allclose(forces, model.forces(model.features(x, boxMatrix), theta), atol=1e-9 * np.abs(forces).max())
+    energy = state.getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+    assert energy == pytest.approx(float((model.energies(x, boxMatrix) * theta).sum()), rel=1e-9, abs=1e-9)
+    if "region" in basis:  # nothing on the particles outside the region
+        assert not forces[7:].any()
+
+
+def test_an_ml_mm_target_gives_the_model_its_region():
+    """A target whose ML potential (a PythonForce) declares its particles: the learned correction models those
+    (ML/MM, where the difference from a classical draft lives); one that declares none: all particles."""
+    from openmm_lsd.learned import targetRegion
+
+    target, draft = toy(), toy(**DRAFT_CHANGES)
+    assert targetRegion(target) is None
+    target.addForce(openmm.PythonForce(lambda state: (0.0, np.zeros((3, 3))), {}, (0, 1)))
+    assert targetRegion(target) == [0, 1]
+    correction = LearnedCorrection(2)
+    extended = correction.extendDraft(draft, target)
+    assert correction.basis["particles"] == [0, 1]
+    assert any(isinstance(f, openmm.PythonForce) and f.getName() == "LearnedCorrection" for f in extended.getForces())
+    target.addForce(openmm.PythonForce(lambda state: (0.0, np.zeros((3, 3)))))
+    assert targetRegion(target) is None
 
 
 def test_ridge_solution_is_the_least_squares_one():
@@ -82,8 +112,11 @@ def state(sim):
     return np.concatenate([s.getPositions(asNumpy=True)._value, s.getVelocities(asNumpy=True)._value])
 
 
-def test_same_trajectory_for_windows_1_7_32_and_the_fit_is_in_force():
-    runs = [make(window=w) for w in (1, 7, 32)]
+@pytest.mark.parametrize("correction", [LEARNED, partial(LearnedCorrection, 2, every=3, minFrames=2,
+                                                          basis=dict(angularLengths=(0.05, 0.1)))],
+                         ids=["pair+embedding", "three-body"])
+def test_same_trajectory_for_windows_1_7_32_and_the_fit_is_in_force(correction):
+    runs = [make(correction, window=w) for w in (1, 7, 32)]
     for sim in runs:
         sim.step(60)
     for sim in runs[1:]:
