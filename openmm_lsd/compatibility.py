@@ -201,6 +201,14 @@ def replaySystem(target, draft):
     usually classical) with every force but the CMMotionRemover removed *before*
     deserialization, so no pickled callable of a ``PythonForce`` is ever loaded.
     checkSystems() has made sure both Systems agree on everything kept.
+
+    The draft's HarmonicAngleForces stay, with every force constant 0: OpenMM's CCMA
+    builds its coupling matrix from the equilibrium angles of a System's HarmonicAngleForce,
+    so without them the replay's constrained positions differed from the draft's for the
+    same x_pre by up to 1e-6 nm (alanine dipeptide with rigid H bonds, even on the Reference
+    platform), and the target force evaluated ahead at an accepted x_j^d was taken at
+    another point than the x_j the run went on from.  With them an accepted x_j is the
+    drafted x_j^d bit for bit (both solve the same constraints to the integrator's tolerance).
     """
     errors = []
     for system in (draft, target):
@@ -213,7 +221,10 @@ def replaySystem(target, draft):
         forces = root.find("Forces")
         if forces is not None:
             for force in list(forces):
-                if force.get("type") != "CMMotionRemover":
+                if force.get("type") == "HarmonicAngleForce" and system is draft:
+                    for angle in force.iter("Angle"):
+                        angle.set("k", "0")
+                elif force.get("type") != "CMMotionRemover":
                     forces.remove(force)
         return openmm.XmlSerializer.deserialize(ElementTree.tostring(root, encoding="unicode"))
     raise ValueError(

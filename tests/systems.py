@@ -136,3 +136,18 @@ def periodicStart():
     x = np.array([[0.2 + 0.2 * i, 0.5 + 0.01 * (i % 2), 0.5 - 0.005 * i] for i in range(4)])
     v = np.array([[0.3, -0.2, 0.1], [-0.4, 0.5, 0.2], [0.1, 0.1, -0.3], [0.2, -0.3, 0.0]])
     return x, v
+
+
+def alanineDipeptidePair():
+    """(topology, target, draft, positions): openmmtools' alanine dipeptide in vacuum with rigid H bonds (constraints
+    that share atoms: OpenMM's CCMA) as the target, and the same System with 5% stiffer bonds as the draft."""
+    from openmmtools import testsystems
+
+    ala = testsystems.AlanineDipeptideVacuum(constraints=app.HBonds)
+    draft = openmm.XmlSerializer.clone(ala.system)
+    for force in draft.getForces():
+        if isinstance(force, openmm.HarmonicBondForce):
+            for k in range(force.getNumBonds()):
+                a, b, length, strength = force.getBondParameters(k)
+                force.setBondParameters(k, a, b, length, 1.05 * strength)
+    return ala.topology, ala.system, draft, ala.positions
