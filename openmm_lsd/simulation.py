@@ -532,6 +532,15 @@ class SpeculativeSimulation:
 
     def _reportState(self, include, periodic):
         energy = self._controller.frontierEnergy() if "energy" in include and "forces" not in include else None
+        if energy is not None and not self.verifier.separateTarget:
+            # An in-process verifier may have evaluated x_t on ``context`` just now, setting its positions from
+            # the controller's doubles: put back what the Context held (on the CPU and GPU platforms it keeps
+            # positions in single precision, so they would read as a state the user set, and the accepted
+            # history, with the learned fit, would restart at every report).
+            controller = self._controller
+            if controller.box is not None:
+                self.context.setPeriodicBoxVectors(*controller.box)
+            self.context.setPositions(controller.positions)
         options = dict(getPositions="positions" in include, getVelocities="velocities" in include,
                        getForces="forces" in include, getEnergy="energy" in include,
                        getParameters="parameters" in include, enforcePeriodicBox=periodic)

@@ -22,7 +22,7 @@ from openmm import app, unit
 from openmm_lsd import LeapfrogLangevinIntegrator, SpeculativeSimulation
 from openmm_lsd.integrators import VARIABLES
 
-from systems import startPositions, startVelocities, topology, toy, toyPair
+from systems import alanineDipeptidePair, startPositions, startVelocities, topology, toy, toyPair
 
 REFERENCE = openmm.Platform.getPlatformByName("Reference")
 
@@ -270,3 +270,27 @@ def test_alanine_dipeptide_script_with_openmm_reporters_runs_and_its_checkpoint_
     assert resumed.getStepCount() == whole.getStepCount() == 20
     for kind in ("getPositions", "getVelocities"):
         np.testing.assert_array_equal(getattr(resumed, kind)(asNumpy=True)._value, getattr(whole, kind)(asNumpy=True)._value)
+
+
+def test_energy_reports_leave_the_accepted_history_alone():
+    """An energy report whose x_t the in-process verifier evaluates after the chunk was written back must not
+    read as a state the user set. Alanine dipeptide with rigid H bonds, where the drafted x_t^d and the
+    accepted x_t once differed in the last digits (tests/test_engine.py): every report restarted the accepted
+    history, and a learned fit with it (found with --correction learned on ML/MM: the fit never had a frame).
+    The run with reporters equals the run without, and its history never restarts."""
+    top, target, draft, positions = alanineDipeptidePair()
+
+    def make():
+        sim = SpeculativeSimulation(top, target, draft, 300, 10.0, 0.001, window=4, seed=1, platform="Reference")
+        sim.context.setPositions(positions)
+        sim.context.setVelocitiesToTemperature(300, 5)
+        return sim
+
+    quiet = make()
+    quiet.step(20)
+    sim = make()
+    sim.reporters.append(CountingReporter(5))
+    sim.step(20)
+    assert len(sim.reporters[0].states) == 4
+    assert sim._controller.frontier.origin == 0  # one accepted history from the start
+    np.testing.assert_array_equal(positionsOf(sim), positionsOf(quiet))
