@@ -288,8 +288,8 @@ class LearnedCorrection(_FittedCorrection):
     needsOriginalDraftForces = True
 
     def __init__(self, lag=DEFAULT_LAG, every=50, fitLag=None, ridge=1e-6, order=2, minFrames=None, basis=None,
-                 residual=True):
-        super().__init__(lag, order=order)
+                 residual=True, horizon=None):
+        super().__init__(lag, order=order, horizon=horizon)
         self.residual = bool(residual)  # False: the model alone, no extrapolation of what it leaves
         self.basis = dict(basis or {})  # options of learned.PairEmbeddingModel (centres, densityLengths, ...)
         if minFrames is not None and (isinstance(minFrames, bool) or not isinstance(minFrames, int) or minFrames < 1):
@@ -463,7 +463,8 @@ class LearnedCorrection(_FittedCorrection):
 
     def settings(self):
         return {"draftCorrection": self.name, "correctionLag": self.lag, "every": self.every, "fitLag": self.fitLag,
-                "ridge": self.ridge, "order": self.order, "minFrames": self.minFrames, "residual": self.residual}
+                "ridge": self.ridge, "order": self.order, "minFrames": self.minFrames, "residual": self.residual,
+                "horizon": self.horizon}
 
 
 CORRECTIONS = ("none", "offset", "extrapolate", "extrapolate-quadratic", "refit", "learned")
