@@ -154,7 +154,8 @@ class PairEmbeddingModel:
         pairIndex = {ab: k for k, ab in enumerate(self.pairs)}
         si, sj = self.species[self._i], self.species[self._j]
         self._pairOf = np.array([pairIndex[(min(a, b), max(a, b))] for a, b in zip(si, sj)], dtype=int)
-        self.weights = np.repeat(np.where(self.masses > 0, 1.0 / np.where(self.masses > 0, self.masses, 1.0), 0.0), 3)
+        # the coupling's metric 1/m_i per component; 0 for particles the model leaves out (massless, outside a region)
+        self.weights = np.repeat(np.where(self.species >= 0, 1.0 / np.where(self.masses > 0, self.masses, 1.0), 0.0), 3)
 
     # ---- numpy: the features of the fit -----------------------------------------------------------
 
@@ -474,6 +475,8 @@ class ModelForce:
 def normalEquations(features, residual, weights):
     """(G^T W G, G^T W r) of one frame, summed in a fixed order without BLAS (bitwise the same on any
     thread count): W the coupling's metric 1/m_i per force component."""
+    keep = weights > 0  # the rows of particles the model leaves out carry nothing (ML/MM: most of them)
+    features, residual, weights = features[keep], residual[keep], weights[keep]
     weighted = features * weights[:, None]
     return (weighted[:, :, None] * features[:, None, :]).sum(axis=0), (weighted * residual[:, None]).sum(axis=0)
 
