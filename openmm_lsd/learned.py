@@ -281,8 +281,6 @@ class PairEmbeddingModel:
             terms.append(f"{select}*({gaussians})")
         pair = openmm.CustomNonbondedForce(f"{fc}*({'+'.join(terms)})")
         pair.addPerParticleParameter("s")
-        if self.particles is not None:  # pairs inside the region only (ML/MM: not the whole solvent's)
-            pair.addInteractionGroup(self.particles, self.particles)
         for name in names:
             pair.addGlobalParameter(name, 0.0)
         # One CustomGBForce per density (OpenMM's Reference platform takes one pair-computed value per force).
