@@ -50,6 +50,13 @@ LEGENDRE_MONOMIALS = {0: (1, 0, 0, 0, 0), 1: (0, 1, 0, 0, 0), 2: (-0.5, 0, 1.5, 
                       4: (0.375, 0, -3.75, 0, 4.375)}
 
 
+def _cutoff(r, rc):
+    """f_c(r) = (cos(pi r/r_c) + 1)/2 below r_c (0 beyond) and its derivative."""
+    inside = r < rc
+    return (np.where(inside, 0.5 * (np.cos(np.pi * r / rc) + 1), 0.0),
+            np.where(inside, -0.5 * np.pi / rc * np.sin(np.pi * r / rc), 0.0))
+
+
 def _species(system, particles=None):
     """Species index per particle (particles of equal mass are one species; -1: massless, or outside
     ``particles`` where given) and their masses."""
@@ -172,10 +179,7 @@ class PairEmbeddingModel:
         """G(x): shape (N*3, P), column k the force of E_k at positions ``x`` (nm) in kJ/mol/nm per unit theta_k."""
         x = np.asarray(x, dtype=np.float64)
         d, r = self._geometry(x, box)
-        rc = self.cutoff
-        inside = r < rc
-        fc = np.where(inside, 0.5 * (np.cos(np.pi * r / rc) + 1), 0.0)
-        dfc = np.where(inside, -0.5 * np.pi / rc * np.sin(np.pi * r / rc), 0.0)
+        fc, dfc = _cutoff(r, self.cutoff)
         u = d / r[:, None]
         G = np.zeros((self.numParticles, 3, self.numParameters))
         column = 0
@@ -210,8 +214,7 @@ class PairEmbeddingModel:
         """E_k(x) of every column: shape (P,), kJ/mol per unit theta_k."""
         x = np.asarray(x, dtype=np.float64)
         _, r = self._geometry(x, box)
-        rc = self.cutoff
-        fc = np.where(r < rc, 0.5 * (np.cos(np.pi * r / rc) + 1), 0.0)
+        fc = _cutoff(r, self.cutoff)[0]
         out = []
         for ab in range(len(self.pairs)):
             mask = self._pairOf == ab
@@ -225,11 +228,7 @@ class PairEmbeddingModel:
                 np.add.at(rho, self._j, phi)
                 out += [float((rho[own] ** p).sum()) for p in self.powers]
         if self.angularLengths:
-            k = len(out)
-            for j in range(self.numParameters - k):
-                unitTheta = np.zeros(self.numParameters - k)
-                unitTheta[j] = 1.0
-                out.append(self.angular.energy(x, box, unitTheta))
+            out += list(self.angular.energies(x, box))
         return np.array(out)
 
     def _angularFeatures(self, G, column, x, box):
@@ -365,10 +364,7 @@ class AngularTerms:
         np.fill_diagonal(r, 1.0)
         u = (d / r[:, :, None]).reshape(-1, 3)
         r = r.ravel()
-        rc = self.cutoff
-        inside = r < rc
-        fc = np.where(inside, 0.5 * (np.cos(np.pi * r / rc) + 1), 0.0)[:, None]
-        dfc = np.where(inside, -0.5 * np.pi / rc * np.sin(np.pi * r / rc), 0.0)[:, None]
+        fc, dfc = (f[:, None] for f in _cutoff(r, self.cutoff))
         lengths = np.array(self.lengths)[None, :]
         e = np.exp(-(r[:, None] - DENSITY_ORIGIN) / lengths)
         phi, dphi = e * fc, e * dfc - e / lengths * fc  # (pairs, lengths)
@@ -405,12 +401,12 @@ class AngularTerms:
             out += np.bincount(index.ravel(), values.reshape(T, 3 * C).ravel(), minlength=out.size)
         return out.reshape(self.numParticles, 3, C)
 
-    def energy(self, x, box, theta):
+    def energies(self, x, box=None):
+        """E_k of every column (s, l, n), in one pass over the triplets."""
         A, _, _, P, _, _, _, _, _ = self._parts(x, box)
         centre = self.species[self.triplets[:, 0]]
-        W = theta.reshape(self.numSpecies, len(self.lengths), len(self.orders))
-        return float(sum(((A * (P[:, None, :] * W[s][None, :, :]).sum(axis=2)).sum(axis=1) * (centre == s)).sum()
-                         for s in range(self.numSpecies)))
+        return np.concatenate([((A[:, :, None] * P[:, None, :]) * (centre == s)[:, None, None]).sum(axis=0).ravel()
+                               for s in range(self.numSpecies)])
 
     def evaluate(self, x, box, theta):
         """(energy, forces (N, 3)) of sum theta_k E_k: the draft's path, with as few numpy calls as it takes

@@ -533,10 +533,11 @@ class SpeculativeSimulation:
     def _reportState(self, include, periodic):
         energy = self._controller.frontierEnergy() if "energy" in include and "forces" not in include else None
         if energy is not None and not self.verifier.separateTarget:
-            # An in-process verifier may have evaluated x_t on ``context`` just now, setting its positions from
-            # the controller's doubles: put back what the Context held (on the CPU and GPU platforms it keeps
-            # positions in single precision, so they would read as a state the user set, and the accepted
-            # history, with the learned fit, would restart at every report).
+            # An in-process verifier may have evaluated x_t on ``context`` just now, at the position it was
+            # submitted with (the drafted x_t^d): put back the accepted x_t the Context held. Where the two
+            # differed in the last digits (the replay's constraints before it kept the draft's angles) the
+            # Context read as a state the user set, and the accepted history, with a learned fit, restarted
+            # at every report.
             controller = self._controller
             if controller.box is not None:
                 self.context.setPeriodicBoxVectors(*controller.box)
