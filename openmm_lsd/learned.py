@@ -18,8 +18,9 @@ a region (``particles``; the learned correction takes the atoms of an ML/MM targ
 The same terms live twice: as numpy features G(x) (N*3, P) and energies for the fit, and as
 forces in the draft System whose coefficients are global parameters (``lsd_learned0``, ...), set
 with ``setParameter`` when a refit takes effect (no Context rebuild, no extra call per step):
-OpenMM custom forces for the pair and embedding terms, a numpy ``PythonForce`` for the three-body
-terms and for a region's whole model.
+one numpy ``PythonForce`` for a small System's or a region's whole model (faster there), OpenMM custom
+forces for the pair and embedding terms of a larger one with a numpy ``PythonForce`` for its three-body
+terms (:data:`NUMPY_PAIRS`).
 
 The fit is ridge regression in the coupling's metric (DESIGN.md sections 7 and 11): each force
 component weighted by 1/m_i, so it minimises the |m|^2 that decides acceptance.  Its normal
@@ -43,6 +44,12 @@ RHO_FLOOR = 1e-4
 PARAMETER = "lsd_learned"
 ANGULAR_LENGTHS = ()  # nm; three-body terms off unless given
 ANGULAR_ORDERS = (0, 1, 2, 3)
+#: ``draftForces='auto'`` puts the model in the draft as one numpy ``PythonForce`` up to this many pairs, as
+#: OpenMM custom forces beyond. Measured draft steps on the Reference platform (ms, draft alone / custom /
+#: numpy): the 3-particle law-test chain 0.003 / 0.52 / 0.02; Cu13 (78 pairs) 0.52 / 2.34 / 1.63; fcc Cu32
+#: (496) 0.45 / 2.14 / 2.33; Cu55 (1485) 0.64 / 3.15 / 5.01 (a CustomGBForce costs ~0.2 ms a step whatever the size)
+NUMPY_PAIRS = 300
+DRAFT_FORCES = ("auto", "custom", "numpy")
 
 #: Legendre polynomials P_n(c) = sum_p c^p LEGENDRE_MONOMIALS[n][p], orders 0-4
 MAX_ORDER = 4
@@ -105,7 +112,13 @@ class PairEmbeddingModel:
     """The learned correction's basis for a System; ``features`` for the fit, ``addTo`` for the draft."""
 
     def __init__(self, system, centres=CENTRES, densityLengths=DENSITY_LENGTHS, powers=POWERS, bySpecies=True,
-                 angularLengths=ANGULAR_LENGTHS, angularOrders=ANGULAR_ORDERS, particles=None):
+                 angularLengths=ANGULAR_LENGTHS, angularOrders=ANGULAR_ORDERS, particles=None, draftForces="auto"):
+        if draftForces not in DRAFT_FORCES:
+            raise ValueError(f"learned draftForces must be one of {DRAFT_FORCES}, got {draftForces!r}")
+        if draftForces == "custom" and particles is not None:
+            raise ValueError("a region's model (particles) is a numpy PythonForce: custom forces would act on every "
+                             "particle of the System; leave draftForces at 'auto'")
+        self.draftForces = draftForces
         self.centres, self.densityLengths, self.powers = tuple(centres), tuple(densityLengths), tuple(powers)
         self.angularLengths, self.angularOrders = tuple(angularLengths), tuple(angularOrders)
         if any(n not in LEGENDRE_MONOMIALS for n in self.angularOrders):
@@ -252,14 +265,17 @@ class PairEmbeddingModel:
         return [f"{PARAMETER}{k}" for k in range(self.numParameters)]
 
     def addTo(self, system):
-        """Add the basis to ``system`` as a CustomNonbondedForce (pair terms) and a CustomGBForce (embedding),
-        every coefficient a global parameter starting at 0 (no force until :meth:`apply`); the three-body terms
-        as a ``PythonForce`` (numpy: a CustomManyParticleForce of the same terms costs 40-200 ms per
-        evaluation on Cu13 on the CPU and Reference platforms).  A model of a region (``particles``: ML/MM) is
-        one ``PythonForce`` over the region alone: custom forces would loop over every particle of the
-        System (a CustomGBForce cannot be limited to a group), 40 ms per draft step with 174 waters."""
+        """Add the basis to ``system``, every coefficient a global parameter starting at 0 (no force until
+        :meth:`apply`): as one numpy ``PythonForce`` (``draftForces='numpy'``; ``'auto'`` up to
+        :data:`NUMPY_PAIRS` pairs, where it is the faster) or as a CustomNonbondedForce (pair terms) and a
+        CustomGBForce per density (embedding), the three-body terms then a ``PythonForce`` of their own (a
+        CustomManyParticleForce of the same terms costs 40-200 ms per evaluation on Cu13 on the CPU and
+        Reference platforms).  A model of a region (``particles``: ML/MM) is always the numpy force over the
+        region alone: custom forces would loop over every particle of the System (a CustomGBForce cannot be
+        limited to a group), 40 ms per draft step with 174 waters."""
         names = self.parameterNames()
-        if self.particles is not None:
+        numpy = self.draftForces == "numpy" or (self.draftForces == "auto" and len(self._i) <= NUMPY_PAIRS)
+        if self.particles is not None or numpy:
             force = openmm.PythonForce(ModelForce(self), {name: 0.0 for name in names})
             force.setUsesPeriodicBoundaryConditions(self.periodic)
             force.setName("LearnedCorrection")
@@ -450,7 +466,7 @@ def _stateGeometry(state, periodic):
 
 
 class ModelForce:
-    """The callable of the ``PythonForce`` of a region's model: energy and forces of sum theta_k E_k in numpy
+    """The callable of the ``PythonForce`` of a model in numpy (a region's, or a small System's): energy and forces of sum theta_k E_k in numpy
     (features and energies of :class:`PairEmbeddingModel`), theta the Context's global parameters."""
 
     def __init__(self, model):

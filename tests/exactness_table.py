@@ -21,6 +21,10 @@ for name, config in CONFIGS.items():
         if variant is None:
             acceptance = statistics.acceptanceRate
         exact.append(f"{two_sample_p(lsd, serial):.2g}" + (f" ({variant})" if variant else ""))
-    controls = [f"{control} {two_sample_p(samples(name, control)[0], serial):.2g}" for control in controlsOf(config)]
+    controls = []
+    for control in controlsOf(config):
+        lsd, _, reference = samples(name, control)
+        size = f" (R {len(lsd)})" if len(lsd) != config["reps"] else ""
+        controls.append(f"{control}{size} {two_sample_p(lsd, reference):.2g}")
     print(f"| {name} | {config['reps']} | {acceptance:.3f} | {'; '.join(exact)} | {'; '.join(controls)} |",
           flush=True)

@@ -16,7 +16,7 @@ import pytest
 
 from openmm_lsd import SpeculativeSimulation
 from openmm_lsd.corrections import LearnedCorrection
-from openmm_lsd.learned import PairEmbeddingModel, normalEquations, solveRidge
+from openmm_lsd.learned import NUMPY_PAIRS, PairEmbeddingModel, normalEquations, solveRidge
 from openmm_lsd.testsystems import copper, fccBox, icosahedron
 
 from systems import DRAFT_CHANGES, startPositions, startVelocities, topology, toy
@@ -41,6 +41,8 @@ def copperSystem(positions, box=None):
 
 
 BASES = {"pair+embedding": ({}, 21), "three-body": (dict(angularLengths=(0.03, 0.06, 0.12)), 33),
+         "pair+embedding custom": (dict(draftForces="custom"), 21),
+         "three-body custom": (dict(angularLengths=(0.03, 0.06, 0.12), draftForces="custom"), 33),
          "region": (dict(particles=range(7)), 21), "region three-body": (dict(particles=range(7), angularLengths=(0.05,)), 25)}
 
 
@@ -48,8 +50,9 @@ BASES = {"pair+embedding": ({}, 21), "three-body": (dict(angularLengths=(0.03, 0
 @pytest.mark.parametrize("periodic", [False, True])
 def test_numpy_features_are_the_draft_forces(periodic, basis):
     """The fit's features G(x) theta and energies E(x) theta against the forces and energy of the model in the
-    draft Context (custom forces; the three-body terms and a region's model as a PythonForce, through an XML
-    copy of the System as the engine makes), at random theta: equal to rounding (the cluster without cutoff;
+    draft Context (the numpy PythonForce that 'auto' picks for the 13-atom cluster, the custom forces with the
+    three-body terms as a PythonForce that it picks for the 32-atom box, both forced; a region's model; through an XML copy of the System as the engine
+    makes), at random theta: equal to rounding (the cluster without cutoff;
     the fcc box with the minimum image and the 0.65 nm cutoff)."""
     options, numParameters = BASES[basis]
     positions, box = (icosahedron(1), None) if not periodic else fccBox(2)
@@ -59,6 +62,10 @@ def test_numpy_features_are_the_draft_forces(periodic, basis):
     model = PairEmbeddingModel(system, **options)
     assert model.numParameters == numParameters
     model.addTo(system)
+    kinds = {type(f).__name__ for f in system.getForces() if f.getName() == "LearnedCorrection"}
+    custom = "custom" in basis or ("region" not in basis and len(model._i) > NUMPY_PAIRS)  # 78 / 496 pairs
+    assert kinds == ({"CustomNonbondedForce", "CustomGBForce"} | ({"PythonForce"} if "three" in basis else set())
+                     if custom else {"PythonForce"})
     context = openmm.Context(openmm.XmlSerializer.clone(system), openmm.VerletIntegrator(0.001), REFERENCE)
     theta = rng.standard_normal(model.numParameters)
     model.apply(context, theta)
@@ -150,6 +157,11 @@ def test_bad_options_are_refused():
         LearnedCorrection(8, every=0)
     with pytest.raises(ValueError, match="ridge must be > 0"):
         LearnedCorrection(8, ridge=0)
+    system = copperSystem(icosahedron(1))
+    with pytest.raises(ValueError, match="draftForces must be one of"):
+        PairEmbeddingModel(system, draftForces="cuda")
+    with pytest.raises(ValueError, match="a region's model .* numpy"):
+        PairEmbeddingModel(system, particles=range(7), draftForces="custom")
 
 
 @pytest.mark.slow
