@@ -20,7 +20,7 @@ forces in the draft System whose coefficients are global parameters (``lsd_learn
 with ``setParameter`` when a refit takes effect (no Context rebuild, no extra call per step):
 one numpy ``PythonForce`` for a small System's or a region's whole model (faster there), OpenMM custom
 forces for the pair and embedding terms of a larger one with a numpy ``PythonForce`` for its three-body
-terms (:data:`NUMPY_PAIRS`).
+terms (:data:`NUMPY_WORK`).
 
 The fit is ridge regression in the coupling's metric (DESIGN.md sections 7 and 11): each force
 component weighted by 1/m_i, so it minimises the |m|^2 that decides acceptance.  Its normal
@@ -44,11 +44,13 @@ RHO_FLOOR = 1e-4
 PARAMETER = "lsd_learned"
 ANGULAR_LENGTHS = ()  # nm; three-body terms off unless given
 ANGULAR_ORDERS = (0, 1, 2, 3)
-#: ``draftForces='auto'`` puts the model in the draft as one numpy ``PythonForce`` up to this many pairs, as
-#: OpenMM custom forces beyond. Measured draft steps on the Reference platform (ms, draft alone / custom /
-#: numpy): the 3-particle law-test chain 0.003 / 0.52 / 0.02; Cu13 (78 pairs) 0.52 / 2.34 / 1.63; fcc Cu32
-#: (496) 0.45 / 2.14 / 2.33; Cu55 (1485) 0.64 / 3.15 / 5.01 (a CustomGBForce costs ~0.2 ms a step whatever the size)
-NUMPY_PAIRS = 300
+#: ``draftForces='auto'`` puts the model in the draft as one numpy ``PythonForce`` up to this many pairs times
+#: coefficients (its cost grows with both), as OpenMM custom forces beyond. Measured draft steps on the
+#: Reference platform (ms, draft alone / custom / numpy; docs/learned/draft-step-cost.json): the 3-particle
+#: law-test chain (3 pairs x 6) 0.003 / 0.52 / 0.02; Cu13 (78 x 21) 0.55 / 2.89 / 1.87; 8 waters (252 x 54)
+#: 0.008 / 2.23 / 4.03; fcc Cu32 (496 x 21) 0.76 / 3.19 / 4.03; Cu55 (1485 x 21) 1.19 / 5.44 / 8.39 (a
+#: CustomGBForce costs ~0.2 ms a step whatever the size)
+NUMPY_WORK = 5000
 DRAFT_FORCES = ("auto", "custom", "numpy")
 
 #: Legendre polynomials P_n(c) = sum_p c^p LEGENDRE_MONOMIALS[n][p], orders 0-4
@@ -264,18 +266,23 @@ class PairEmbeddingModel:
     def parameterNames(self):
         return [f"{PARAMETER}{k}" for k in range(self.numParameters)]
 
+    @property
+    def numpyInDraft(self):
+        """Whether :meth:`addTo` puts the model in the draft as one numpy ``PythonForce``."""
+        return (self.particles is not None or self.draftForces == "numpy"
+                or (self.draftForces == "auto" and len(self._i) * self.numParameters <= NUMPY_WORK))
+
     def addTo(self, system):
         """Add the basis to ``system``, every coefficient a global parameter starting at 0 (no force until
         :meth:`apply`): as one numpy ``PythonForce`` (``draftForces='numpy'``; ``'auto'`` up to
-        :data:`NUMPY_PAIRS` pairs, where it is the faster) or as a CustomNonbondedForce (pair terms) and a
+        :data:`NUMPY_WORK` pairs times coefficients, where it is the faster) or as a CustomNonbondedForce (pair terms) and a
         CustomGBForce per density (embedding), the three-body terms then a ``PythonForce`` of their own (a
         CustomManyParticleForce of the same terms costs 40-200 ms per evaluation on Cu13 on the CPU and
         Reference platforms).  A model of a region (``particles``: ML/MM) is always the numpy force over the
         region alone: custom forces would loop over every particle of the System (a CustomGBForce cannot be
         limited to a group), 40 ms per draft step with 174 waters."""
         names = self.parameterNames()
-        numpy = self.draftForces == "numpy" or (self.draftForces == "auto" and len(self._i) <= NUMPY_PAIRS)
-        if self.particles is not None or numpy:
+        if self.numpyInDraft:
             force = openmm.PythonForce(ModelForce(self), {name: 0.0 for name in names})
             force.setUsesPeriodicBoundaryConditions(self.periodic)
             force.setName("LearnedCorrection")

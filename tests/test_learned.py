@@ -16,7 +16,7 @@ import pytest
 
 from openmm_lsd import SpeculativeSimulation
 from openmm_lsd.corrections import LearnedCorrection
-from openmm_lsd.learned import NUMPY_PAIRS, PairEmbeddingModel, normalEquations, solveRidge
+from openmm_lsd.learned import PairEmbeddingModel, normalEquations, solveRidge
 from openmm_lsd.testsystems import copper, fccBox, icosahedron
 
 from systems import DRAFT_CHANGES, startPositions, startVelocities, topology, toy
@@ -63,7 +63,8 @@ def test_numpy_features_are_the_draft_forces(periodic, basis):
     assert model.numParameters == numParameters
     model.addTo(system)
     kinds = {type(f).__name__ for f in system.getForces() if f.getName() == "LearnedCorrection"}
-    custom = "custom" in basis or ("region" not in basis and len(model._i) > NUMPY_PAIRS)  # 78 / 496 pairs
+    custom = "custom" in basis or (basis in ("pair+embedding", "three-body") and periodic)  # 78 / 496 pairs
+    assert model.numpyInDraft is not custom
     assert kinds == ({"CustomNonbondedForce", "CustomGBForce"} | ({"PythonForce"} if "three" in basis else set())
                      if custom else {"PythonForce"})
     context = openmm.Context(openmm.XmlSerializer.clone(system), openmm.VerletIntegrator(0.001), REFERENCE)

@@ -5,8 +5,8 @@
 LangevinMiddle steps of the Sutton-Chen draft (Cu13, Cu55, fcc Cu32 and Cu108) on the Reference platform, in
 one process: the draft alone, and with the default 21-term model added by ``PairEmbeddingModel.addTo`` with
 ``draftForces='custom'`` and ``'numpy'`` at fixed random coefficients; median over 5 blocks of 100 steps
-(20 for Cu108), the three variants alternating block by block.  ``NUMPY_PAIRS`` (openmm_lsd.learned) is set
-from these figures.
+(20 for Cu108), the three variants alternating block by block.  ``NUMPY_WORK`` (openmm_lsd.learned) is set
+from these figures and the 8-water example's.
 """
 
 import json
@@ -15,7 +15,7 @@ import time
 import numpy as np
 import openmm
 
-from openmm_lsd.learned import NUMPY_PAIRS, PairEmbeddingModel
+from openmm_lsd.learned import NUMPY_WORK, PairEmbeddingModel
 from openmm_lsd.testsystems import copper
 
 
@@ -32,7 +32,7 @@ def context(system, positions, model=None):
 
 
 def main():
-    out = {"numpy_pairs": NUMPY_PAIRS, "systems": {}}
+    out = {"numpy_work": NUMPY_WORK, "systems": {}}
     for label, (kind, size, steps) in {"Cu13": ("cluster", 13, 100), "Cu32 (fcc)": ("bulk", 32, 100),
                                        "Cu55": ("cluster", 55, 100), "Cu108 (fcc)": ("bulk", 108, 20)}.items():
         cu = copper(kind, size)
@@ -50,7 +50,8 @@ def main():
                 c.getIntegrator().step(steps)
                 times[name].append((time.perf_counter() - start) / steps * 1e3)
         out["systems"][label] = {"pairs": pairs, "ms_per_step": {k: float(np.median(v)) for k, v in times.items()},
-                                 "auto": "numpy" if pairs <= NUMPY_PAIRS else "custom"}
+                                 "coefficients": model.numParameters,
+                                 "auto": "numpy" if pairs * model.numParameters <= NUMPY_WORK else "custom"}
     print(json.dumps(out, indent=1))
 
 
