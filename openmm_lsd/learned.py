@@ -275,8 +275,8 @@ class PairEmbeddingModel:
     def addTo(self, system):
         """Add the basis to ``system``, every coefficient a global parameter starting at 0 (no force until
         :meth:`apply`): as one numpy ``PythonForce`` (``draftForces='numpy'``; ``'auto'`` up to
-        :data:`NUMPY_WORK` pairs times coefficients, where it is the faster) or as a CustomNonbondedForce (pair terms) and a
-        CustomGBForce per density (embedding), the three-body terms then a ``PythonForce`` of their own (a
+        :data:`NUMPY_WORK` pairs times coefficients, where it is the faster) or as a CustomNonbondedForce (pair
+        terms) and a CustomGBForce per density (embedding), the three-body terms then a ``PythonForce`` of their own (a
         CustomManyParticleForce of the same terms costs 40-200 ms per evaluation on Cu13 on the CPU and
         Reference platforms).  A model of a region (``particles``: ML/MM) is always the numpy force over the
         region alone: custom forces would loop over every particle of the System (a CustomGBForce cannot be
@@ -473,8 +473,9 @@ def _stateGeometry(state, periodic):
 
 
 class ModelForce:
-    """The callable of the ``PythonForce`` of a model in numpy (a region's, or a small System's): energy and forces of sum theta_k E_k in numpy
-    (features and energies of :class:`PairEmbeddingModel`), theta the Context's global parameters."""
+    """The callable of the ``PythonForce`` of a model in numpy (a region's, or a small System's): energy and
+    forces of sum theta_k E_k (features and energies of :class:`PairEmbeddingModel`), theta the Context's global
+    parameters."""
 
     def __init__(self, model):
         self.model = model

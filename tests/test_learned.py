@@ -51,9 +51,9 @@ BASES = {"pair+embedding": ({}, 21), "three-body": (dict(angularLengths=(0.03, 0
 def test_numpy_features_are_the_draft_forces(periodic, basis):
     """The fit's features G(x) theta and energies E(x) theta against the forces and energy of the model in the
     draft Context (the numpy PythonForce that 'auto' picks for the 13-atom cluster, the custom forces with the
-    three-body terms as a PythonForce that it picks for the 32-atom box, both forced; a region's model; through an XML copy of the System as the engine
-    makes), at random theta: equal to rounding (the cluster without cutoff;
-    the fcc box with the minimum image and the 0.65 nm cutoff)."""
+    three-body terms as a PythonForce that it picks for the 32-atom box, both forced; a region's model; through
+    an XML copy of the System as the engine makes), at random theta: equal to rounding (the cluster without
+    cutoff; the fcc box with the minimum image and the 0.65 nm cutoff)."""
     options, numParameters = BASES[basis]
     positions, box = (icosahedron(1), None) if not periodic else fccBox(2)
     rng = np.random.default_rng(0)

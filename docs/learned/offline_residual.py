@@ -121,8 +121,8 @@ def main():
     k = METRIC[friction]
     split = 2 * steps // 3
     out = {"friction_per_ps": friction, "steps": steps, "fit_frames": [0, split], "test_frames": [split, steps],
-           "trajectory_seconds": time.perf_counter() - start, "raw_rms_meV_A": None, "bases": {}}
-    out["raw_rms_meV_A"] = float(np.sqrt((ds[split:] ** 2).mean()) / KJ_PER_MEV_A)
+           "trajectory_seconds": time.perf_counter() - start,
+           "raw_rms_meV_A": float(np.sqrt((ds[split:] ** 2).mean()) / KJ_PER_MEV_A), "bases": {}}
     for name, basis in BASES.items():
         if basis is None:
             residual, terms, rms = ds, 0, out["raw_rms_meV_A"]
