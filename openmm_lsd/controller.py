@@ -75,6 +75,12 @@ class _Drafting:
     def _correctionFor(self, j):
         # A difference that was never formed (the draft step threw, or gave non-finite forces) means no
         # correction (or a lower order): still a function of the accepted history, so still exact.
+        if getattr(self.correction, "usesStartPosition", False):
+            # a correction that is a function of the position x_{j-1}^d that drafting step j starts from (where
+            # the draft Context is now), as a force of the draft is: still exact (DESIGN.md sections 3, 11)
+            start = stateArray(self.draftContext.getState(getPositions=True), "positions")
+            return self.correction.combine(j, self.frontier.origin, self.frontier.restartStep, self.inputs.differences,
+                                           start=start)
         return self.correction.combine(j, self.frontier.origin, self.frontier.restartStep, self.inputs.differences)
 
     def _setCorrection(self, j):

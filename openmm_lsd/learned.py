@@ -506,7 +506,13 @@ def solveRidge(A, y, ridge):
         return np.zeros(0)
     scale = np.sqrt(np.maximum(np.diag(A), 1e-300))
     M = A / scale[:, None] / scale[None, :] + ridge * np.eye(n)
-    b = y / scale
+    return solveSymmetric(M, y / scale) / scale
+
+
+def solveSymmetric(M, b):
+    """M^-1 b for a symmetric positive definite M, by a Cholesky factorisation written out: the sums are
+    elementwise products reduced by numpy (no BLAS, no LAPACK), the same bits on any thread count."""
+    n = len(b)
     L = np.zeros_like(M)
     for k in range(n):  # column by column; sums as elementwise products reduced by numpy (no BLAS)
         L[k, k] = math.sqrt(max(M[k, k] - float((L[k, :k] * L[k, :k]).sum()), 1e-300))
@@ -514,7 +520,7 @@ def solveRidge(A, y, ridge):
     z = np.zeros(n)
     for i in range(n):
         z[i] = (b[i] - float((L[i, :i] * z[:i]).sum())) / L[i, i]
-    theta = np.zeros(n)
+    out = np.zeros(n)
     for i in reversed(range(n)):
-        theta[i] = (z[i] - float((L[i + 1:, i] * theta[i + 1:]).sum())) / L[i, i]
-    return theta / scale
+        out[i] = (z[i] - float((L[i + 1:, i] * out[i + 1:]).sum())) / L[i, i]
+    return out

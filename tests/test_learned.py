@@ -135,6 +135,81 @@ def test_same_trajectory_for_windows_1_7_32_and_the_fit_is_in_force(correction):
     assert not np.array_equal(state(plain), state(runs[0]))  # the fitted model changed the draft
 
 
+def test_the_lag_objective_is_the_extrapolations_error_at_accepted_frames():
+    """The default objective, rebuilt outside the engine from the run's accepted positions (read after every
+    step) and the target-minus-draft forces there: the newest fit minimises, over the frames
+    s <= block * every - fitLag in the metric 1/m,
+    sum_s |dF_s - P(dF_{s-L}, dF_{s-L-1}, dF_{s-L-2}) - (G_s - P(G_{s-L}, ...)) theta|^2 + 0.1 |dF_s - G_s theta|^2,
+    P the quadratic Lagrange polynomial at h = L; the force error alone would give a different fit."""
+    from openmm_lsd.corrections import FORCE_WEIGHT, lagrangeWeights
+
+    sim = make(window=4)
+    target, draft = toy(constraint=True, cmm=3), toy(**dict(DRAFT_CHANGES, constraint=True, cmm=3))
+    contexts = [openmm.Context(system, openmm.VerletIntegrator(0.001), REFERENCE) for system in (target, draft)]
+    xs, ds = [], []
+    for step in range(31):
+        if step:
+            sim.step(1)
+        x = sim.context.getState(getPositions=True).getPositions(asNumpy=True)._value
+        forces = []
+        for context in contexts:
+            context.setPositions(x)
+            forces.append(context.getState(getForces=True).getForces(asNumpy=True)._value)
+        xs.append(np.array(x))
+        ds.append(forces[0] - forces[1])
+    c = sim.correction
+    model, lag, every = c.model, c.lag, c.every
+    G = [model.features(x) for x in xs]
+    weights = lagrangeWeights(2, lag)
+    block = max(c._thetas)  # the newest fit (the blocks are fitted in order; ``_latest`` is its unshrunk theta)
+    last = block * every - c.fitLag
+    assert last > lag + 2 + 10  # more change rows than coefficients
+    A, y, Ac, yc = 0, 0, 0, 0
+    for s in range(1, last + 1):
+        a, b = normalEquations(G[s], ds[s].ravel(), model.weights)
+        A, y = A + a, y + b
+        if s - lag - 2 >= 0:
+            change = ds[s] - sum(w * ds[s - lag - k] for k, w in enumerate(weights))
+            features = G[s] - sum(w * G[s - lag - k] for k, w in enumerate(weights))
+            a, b = normalEquations(features, change.ravel(), model.weights)
+            Ac, yc = Ac + a, yc + b
+    np.testing.assert_allclose(c._latest, solveRidge(Ac + FORCE_WEIGHT * A, yc + FORCE_WEIGHT * y, c.ridge),
+                               rtol=1e-5, atol=1e-12)  # the forces here and in the run agree to rounding
+    assert not np.allclose(c._latest, solveRidge(A, y, c.ridge), rtol=1e-3)
+
+
+def test_the_local_response_is_the_least_squares_map_of_recent_frames():
+    """The local response added for a drafted step, against the same map computed outside the engine in its
+    primal form: J = argmin sum_k |dr_k - J dx_k|^2 + mu |J|^2 over the accepted frames k = s - 16 .. s - 1
+    (dx_k = sqrt(m)(x_k - x_s), dr_k the change of the model's residual), mu = 1e-3 trace/dim, applied to
+    sqrt(m)(start - P(x_s, x_{s-1}, x_{s-2})) with the residual's quadratic polynomial in time."""
+    from openmm_lsd.corrections import RESPONSE_RIDGE, lagrangeWeights
+
+    sim = make(window=4)
+    sim.step(40)
+    c, controller = sim.correction, sim.correction._controller
+    assert c.response == 16
+    j = controller.frontier.step + 1
+    s = c.source(j, controller.frontier.origin, controller.frontier.restartStep)
+    h = min(j - 1 - s, c.horizon)
+    theta = c.coefficients(c._block(j))
+    x = {k: np.asarray(controller.inputs.acceptedPositions[k]) for k in range(s - 16, s + 1)}
+    r = {k: controller.inputs.differences[k] - c.model.forces(c.model.features(x[k]), theta) for k in x}
+    root = np.sqrt(np.repeat(c.model.masses, 3))
+    D = np.array([(x[k] - x[s]).ravel() * root for k in range(s - 16, s)])
+    R = np.array([(r[k] - r[s]).ravel() for k in range(s - 16, s)])
+    A = D.T @ D
+    J = np.linalg.solve(A + RESPONSE_RIDGE * np.trace(A) / len(A) * np.eye(len(A)), D.T @ R)
+    start = x[s] + 0.003 * np.random.default_rng(3).standard_normal(x[s].shape)
+    predicted = sum(w * x[s - k] for k, w in enumerate(lagrangeWeights(2, h)))
+    expected = (((start - predicted).ravel() * root) @ J).reshape(start.shape)
+    differences = controller.inputs.differences
+    term = (c.combine(j, controller.frontier.origin, controller.frontier.restartStep, differences, start=start)
+            - c.combine(j, controller.frontier.origin, controller.frontier.restartStep, differences))
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(term, expected, rtol=1e-6, atol=1e-9 * np.abs(expected).max())
+
+
 def test_fit_is_the_same_bits_whatever_the_thread_count(tmp_path):
     """The same run with 1 and with 2 BLAS/OpenMP threads: equal states, bit for bit."""
     script = tmp_path / "run.py"
@@ -158,6 +233,17 @@ def test_bad_options_are_refused():
         LearnedCorrection(8, every=0)
     with pytest.raises(ValueError, match="ridge must be > 0"):
         LearnedCorrection(8, ridge=0)
+    with pytest.raises(ValueError, match="objective must be one of"):
+        LearnedCorrection(8, objective="energy")
+    with pytest.raises(ValueError, match="with residual=False there is none"):
+        LearnedCorrection(8, residual=False, objective="lag")
+    with pytest.raises(ValueError, match="forceWeight must be >= 0"):
+        LearnedCorrection(8, forceWeight=-1)
+    with pytest.raises(ValueError, match="response must be an integer >= 0"):
+        LearnedCorrection(8, response=-2)
+    with pytest.raises(ValueError, match="response extends the residual's extrapolation"):
+        LearnedCorrection(8, residual=False, response=16)
+    assert LearnedCorrection(8, residual=False).response == 0
     system = copperSystem(icosahedron(1))
     with pytest.raises(ValueError, match="draftForces must be one of"):
         PairEmbeddingModel(system, draftForces="cuda")

@@ -3,7 +3,8 @@
     python docs/learned/copper_acceptance.py CORRECTION FRICTION WINDOW_AND_LAG [STEPS] [OPTION=VALUE ...] > OUT.json
 
 OPTIONs of the learned correction: angular=0.03,0.06,0.12 (three-body lengths, nm), every=50,
-order=2, horizon=LAG (the residual's extrapolation).
+order=2, horizon=LAG (the residual's extrapolation), objective=lag|forces, forceWeight=0.1 (the fit's),
+response=16 (frames of the local response; 0: off).
 
 One in-process run (acceptance does not depend on the verifiers, DESIGN.md section 9), seed 1,
 the Reference platform; statistics reset at step 500, so the figures are those of steps 500-STEPS.
@@ -14,7 +15,7 @@ import sys
 import time
 
 from openmm_lsd import SpeculativeSimulation
-from openmm_lsd.corrections import LearnedCorrection
+from openmm_lsd.corrections import FORCE_WEIGHT, LearnedCorrection
 from openmm_lsd.testsystems import copper
 
 correction, friction, window = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
@@ -25,6 +26,9 @@ if options:
     assert correction == "learned", "options are the learned correction's"
     correction = LearnedCorrection(window, every=int(options.get("every", 50)), order=int(options.get("order", 2)),
                                    horizon=int(options["horizon"]) if "horizon" in options else None,
+                                   objective=options.get("objective"),
+                                   response=int(options["response"]) if "response" in options else None,
+                                   forceWeight=float(options.get("forceWeight", FORCE_WEIGHT)),
                                    basis=dict(angularLengths=tuple(float(v) for v in options.get("angular", "").split(",")
                                                                    if v)))
 cluster = copper("cluster", 13)
