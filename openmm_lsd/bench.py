@@ -332,6 +332,10 @@ def main(argv=None):
         "batched": bool(args.batched),
         **reporting,
     }
+    if hasattr(sim.correction, "fitReport"):  # the learned correction: its fits, their cost and what they leave
+        report = sim.correction.fitReport(sim.coefficients)
+        report["fit_seconds_per_refit"] = report["fit_seconds"] / max(report["refits"], 1)
+        result["learned"] = report
     sim.close()
     return _write(result, args.json)
 

@@ -319,8 +319,8 @@ class LearnedCorrection(_FittedCorrection):
         if objective not in OBJECTIVES:
             raise ValueError(f"learned objective must be one of {OBJECTIVES}, got {objective!r}")
         if objective == "lag" and not self.residual:
-            raise ValueError("learned objective 'lag' fits what the residual's extrapolation leaves; with residual=False "
-                             "there is none: use objective='forces'")
+            raise ValueError("learned objective 'lag' fits what the residual's extrapolation leaves; with "
+                             "residual=False there is none: use objective='forces'")
         if not forceWeight >= 0:
             raise ValueError(f"learned forceWeight must be >= 0, got {forceWeight!r}")
         self.objective, self.forceWeight = objective, float(forceWeight)
@@ -517,20 +517,26 @@ class LearnedCorrection(_FittedCorrection):
         predicted = points[0]
         if len(points) > 1 and h > 0:
             predicted = sum(w * x for w, x in zip(lagrangeWeights(len(points) - 1, h), points))
-        rows = [f for f in (frame(k) for k in range(s - self.response, s)) if f is not None]
-        if len(rows) < 2:
-            return None
         keep = self.model.weights > 0  # the model's particles (a region's, or every massive one)
         root = np.sqrt(np.where(keep, 1.0 / np.where(keep, self.model.weights, 1.0), 0.0))  # sqrt(m) per component
-        D = np.array([((x - anchor[0]).ravel() * root)[keep] for x, _ in rows])  # mass-weighted displacements
-        R = np.array([(r - anchor[1]).ravel()[keep] for _, r in rows])
+        D, R = self._responseRows(s, anchor, frame, keep, root, theta)
+        if len(D) < 2:
+            return None
+        D, R = np.array(D), np.array(R)
         K = (D[:, None, :] * D[None, :, :]).sum(axis=2)
-        K = K + self.responseRidge * float(np.trace(K)) / D.shape[1] * np.eye(len(rows))
+        K = K + self.responseRidge * float(np.trace(K)) / D.shape[1] * np.eye(len(D))
         delta = ((np.asarray(start, dtype=np.float64) - predicted).ravel() * root)[keep]
         beta = solveSymmetric(K, (D * delta[None, :]).sum(axis=1))
         term = np.zeros(keep.size)
         term[keep] = (beta[:, None] * R).sum(axis=0)
         return term.reshape(anchor[1].shape)
+
+    def _responseRows(self, s, anchor, frame, keep, root, theta):
+        """The local response's rows: mass-weighted displacements sqrt(m)(x_k - x_s) and residual changes
+        r_k - r_s of the accepted frames k = s - response .. s - 1 (the model's particles' components)."""
+        rows = [f for f in (frame(k) for k in range(s - self.response, s)) if f is not None]
+        return ([((x - anchor[0]).ravel() * root)[keep] for x, _ in rows],
+                [(r - anchor[1]).ravel()[keep] for _, r in rows])
 
     def _changeAt(self, s, d, g):
         """(what the extrapolation leaves of the difference at s, the same of the features) for the 'lag'

@@ -113,6 +113,37 @@ class LeakIntoTheFit(LeakDiscardedForces):
         self.correction.absorb(self.correction.model.features(discarded, self.frontier.box), difference, self.WEIGHT)
 
 
+class LeakyResponseCorrection(LearnedCorrection):
+    """The learned correction whose local response also reads ``leaked`` (position, target-minus-draft force),
+    weighted ``weight`` times an accepted frame."""
+
+    leaked, weight = None, 1.0
+
+    def _responseRows(self, s, anchor, frame, keep, root, theta):
+        D, R = super()._responseRows(s, anchor, frame, keep, root, theta)
+        if self.leaked is not None:
+            x, difference = self.leaked
+            residual = difference - self.model.forces(self.model.features(x, self._controller.frontier.box), theta)
+            w = np.sqrt(self.weight)
+            D.append(w * ((x - anchor[0]).ravel() * root)[keep])
+            R.append(w * (residual - anchor[1]).ravel()[keep])
+        return D, R
+
+
+class LeakIntoTheResponse(LeakDiscardedForces):
+    """The local response's rule broken (DESIGN.md sections 3, 11): from every rejection at step r on, the
+    learned correction's local response also fits the target-minus-draft force at the *discarded* drafted
+    position x_{r+1}^d (drawn with the noise xi_{r+1} that the redrafted step r + 1 uses again), weighted
+    10^4 times an accepted frame."""
+
+    WEIGHT = 1e4
+
+    def _leak(self, j, discarded, difference):
+        if not isinstance(self.correction, LeakyResponseCorrection):
+            self.correction.__class__ = LeakyResponseCorrection
+        self.correction.leaked, self.correction.weight = (np.asarray(discarded), difference), self.WEIGHT
+
+
 class DraftFailsOnNoise(SpeculativeController):
     """Not a control but an exact variant that provokes a rare path: the draft "fails" (cannot go on)
     whenever xi_j[0, 0] > 1, after drawing a finite x_pre^d, as a draft whose constraints fail only for
@@ -178,6 +209,7 @@ CONTROLS = {
     "wrong_sigma": (WrongSigma, None),
     "LeakDiscardedForces": (LeakDiscardedForces, None),
     "LeakIntoTheFit": (LeakIntoTheFit, None),
+    "LeakIntoTheResponse": (LeakIntoTheResponse, None),
     "DraftFailsOnNoise": (DraftFailsOnNoise, None),
     "FallBackOnNoiseFailure": (FallBackOnNoiseFailure, None),
     "barostat_draft_energy": (BarostatDraftEnergy, None),
