@@ -297,7 +297,9 @@ class LearnedCorrection(_FittedCorrection):
     dF_s - G_s theta; ``'forces'``: the force error alone (the only choice with ``residual=False``).
     The model's job is to make the residual easy to extrapolate, not to be small: on Cu13 at lag 32
     the 'lag' fit raised acceptance from 0.930 to 0.938 at 1/ps and from 0.960 to 0.967 at 10/ps
-    (linear), with a model whose own error is larger (docs/acceptance.md).  So the draft for step j is a
+    (linear), with a model whose own error is larger (docs/acceptance.md).  With ``response`` (16
+    frames by default; 0: off) a local response to the position the drafted step starts from is added
+    (:meth:`combine`): 0.945 and 0.973 there.  So the draft for step j is a
     function of the accepted history up to j - 1 - max(lag, fitLag), chosen by index: exact, the
     same for any window or number of ranks (DESIGN.md sections 3, 9, 11).  Target forces at
     discarded drafts never enter.  The differences are taken against the original draft (MPI ranks
