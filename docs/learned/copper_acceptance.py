@@ -6,7 +6,7 @@ OPTIONs of the learned correction: angular=0.03,0.06,0.12 (three-body lengths, n
 order=2, horizon=LAG (the residual's extrapolation), objective=lag|forces, forceWeight=0.1 (the fit's),
 response=16 (frames of the local response; 0: off).
 
-One in-process run (acceptance does not depend on the verifiers, DESIGN.md section 9), seed 1,
+One in-process run (acceptance does not depend on the verifiers, DESIGN.md section 9), seed 1 (seed=N),
 the Reference platform; statistics reset at step 500, so the figures are those of steps 500-STEPS.
 """
 
@@ -21,6 +21,7 @@ from openmm_lsd.testsystems import copper
 correction, friction, window = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 positional = [a for a in sys.argv[4:] if "=" not in a]
 options = dict(a.split("=", 1) for a in sys.argv[4:] if "=" in a)
+seed = int(options.pop("seed", 1))
 steps = int(positional[0]) if positional else 1500
 if options:
     assert correction == "learned", "options are the learned correction's"
@@ -33,15 +34,15 @@ if options:
                                                                    if v)))
 cluster = copper("cluster", 13)
 sim = SpeculativeSimulation(cluster.topology, cluster.target, cluster.draft, 300, friction, 0.002, window=window,
-                            draftCorrection=correction, correctionLag=window, platform="Reference", seed=1)
+                            draftCorrection=correction, correctionLag=window, platform="Reference", seed=seed)
 sim.context.setPositions(cluster.positions)
-sim.context.setVelocitiesToTemperature(300, 1)
+sim.context.setVelocitiesToTemperature(300, seed)
 start = time.perf_counter()
 sim.step(500)
 sim.resetStatistics()
 sim.step(steps - 500)
 s = sim.statistics
-out = {"correction": correction if isinstance(correction, str) else correction.name, "options": options,
+out = {"correction": correction if isinstance(correction, str) else correction.name, "options": options, "seed": seed,
        "friction_per_ps": friction, "window": window, "lag": window, "steps": [500, steps],
        "acceptance": s.acceptanceRate, "steps_per_round": s.stepsPerRound,
        "acceptance_by_position": s.acceptanceByPosition, "wall_seconds": time.perf_counter() - start,
