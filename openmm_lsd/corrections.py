@@ -173,10 +173,8 @@ class _FittedCorrection(ExtrapolateCorrection):
             self.model.apply(draftContext, self.coefficients(block))
             self._applied = block
 
-    def combine(self, j, origin, restart, differences):
-        s = self.source(j, origin, restart)
-        if s is None or not self.residual:
-            return None
+    def _residuals(self, j, s, differences):
+        """What the model of j's block leaves of dF at s, s - 1, ... (the points the extrapolation goes through)."""
         coefficients = self.coefficients(self._block(j))
         adjusted = {}
         for k in range(self.order + 1):
@@ -184,7 +182,13 @@ class _FittedCorrection(ExtrapolateCorrection):
             if d is None or g is None:
                 break
             adjusted[s - k] = d - self.model.forces(g, coefficients)
-        return ExtrapolateCorrection.combine(self, j, origin, restart, adjusted)
+        return adjusted
+
+    def combine(self, j, origin, restart, differences):
+        s = self.source(j, origin, restart)
+        if s is None or not self.residual:
+            return None
+        return ExtrapolateCorrection.combine(self, j, origin, restart, self._residuals(j, s, differences))
 
 
 class RefitCorrection(_FittedCorrection):
@@ -490,35 +494,36 @@ class LearnedCorrection(_FittedCorrection):
         s - response .. s - 1 relative to s (ridge regression, in the kernel form: a system of response x
         response).  A function of accepted history before j and of the position the step starts from, as a
         force of the draft is: exact (DESIGN.md sections 3, 11)."""
-        out = _FittedCorrection.combine(self, j, origin, restart, differences)
+        s = self.source(j, origin, restart)
+        if s is None or not self.residual:
+            return None
+        residuals = self._residuals(j, s, differences)
+        out = ExtrapolateCorrection.combine(self, j, origin, restart, residuals)
         if out is None or not self.response or start is None:
             return out
-        term = self._localResponse(j, self.source(j, origin, restart), origin, differences, start)
+        accepted = self._controller.inputs.acceptedPositions
+        if not all(k in accepted for k in residuals):
+            return out
+        # the positions through the same points by the same rule as the residual's polynomial: P(x_s, x_{s-1}, ...)
+        predicted = ExtrapolateCorrection.combine(self, j, origin, restart,
+                                                  {k: np.asarray(accepted[k], dtype=np.float64) for k in residuals})
+        anchor = np.asarray(accepted[s], dtype=np.float64), residuals[s]
+        term = self._localResponse(j, s, origin, differences, start, predicted, anchor)
         return out if term is None else out + term
 
-    def _localResponse(self, j, s, origin, differences, start):
+    def _localResponse(self, j, s, origin, differences, start, predicted, anchor):
+        """J (start - predicted), J fitted on the frames before s relative to ``anchor`` (x_s, its residual)."""
         from .learned import solveSymmetric
 
         theta = self.coefficients(self._block(j))
         positions = self._controller.inputs.acceptedPositions
+
         def frame(k):
             d, g, x = differences.get(k), self._featuresAt(k), positions.get(k)
             if k < origin or d is None or g is None or x is None:
                 return None
             return np.asarray(x, dtype=np.float64), d - self.model.forces(g, theta)
-        anchor = frame(s)
-        if anchor is None:
-            return None
-        points = [anchor[0]]  # the positions the residual's polynomial goes through (the same count as its own)
-        for k in range(1, self.order + 1):
-            earlier = frame(s - k)
-            if earlier is None:
-                break
-            points.append(earlier[0])
-        h = min(j - 1 - s, self.horizon)
-        predicted = points[0]
-        if len(points) > 1 and h > 0:
-            predicted = sum(w * x for w, x in zip(lagrangeWeights(len(points) - 1, h), points))
+
         keep = self.model.weights > 0  # the model's particles (a region's, or every massive one)
         root = np.sqrt(np.where(keep, 1.0 / np.where(keep, self.model.weights, 1.0), 0.0))  # sqrt(m) per component
         D, R = self._responseRows(s, anchor, frame, keep, root, theta)
