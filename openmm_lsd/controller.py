@@ -143,6 +143,20 @@ class _Drafting:
         last = min(ahead.draftStep, self.frontier.step + self.window - 1)
         if self._roundLocked:
             last = min(last, self.frontier.roundStart + self.window - 1)
+        if self._batchLocked:
+            # Fewer evaluators than the window: the positions go out in batches of ``slots`` counted from the
+            # restart, the next batch once every step the current one verifies is decided.  Streamed to each
+            # rank as it frees, a later position would hold that rank for a whole target call whenever a
+            # rejection in the earlier, still undecided positions discards it, and the restart's own
+            # positions would queue behind it (measured on Cu13, 16 ranks, window 32: 1.87 target
+            # latencies per round against 1.43 for the rounds' lengths; docs/benchmarks.md).  Scheduling
+            # only: the trajectory does not depend on it.
+            a, slots = self.frontier.restartStep, self._slots
+            last = min(last, a + slots * ((self.frontier.step - a) // slots + 1) - 1)
+        # x_t, which the next verification needs, is never held back: a window that 'auto' shrank leaves the
+        # round lock on a round that began under the longer window, and with batches of one nothing past x_t
+        # went out before the shrink.
+        last = max(last, min(ahead.draftStep, self.frontier.step))
         while ahead.submitted < last and not ahead.records[ahead.submitted + 1].failed:
             ahead.submitted += 1
             self._submit(ahead.submitted, ahead.records[ahead.submitted].positions)
@@ -472,10 +486,10 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
         self.window = min(window, AUTO_START) if self.autoWindow else window
         self._nextTune = TUNE_EVERY
         # With no more evaluators than the window, positions of the next round wait for the current
-        # round's positions: submitted early they would occupy ranks that a rejection's restart needs
-        # (scheduling only; the trajectory does not depend on it).
-        slots = getattr(verifier, "concurrency", None)
-        self._roundLocked = slots is not None and slots <= self.window
+        # round's positions, and with fewer, those of the next batch for the current batch's: submitted
+        # early they would occupy ranks that a rejection's restart needs (:meth:`_submitMore`;
+        # scheduling only, the trajectory does not depend on it).
+        self._setLocks(getattr(verifier, "concurrency", None))
         self.statistics = Statistics(self.window, window)
         # The correction; those that refit the draft take differences against a copy of the original draft.
         self.correction = correction
@@ -586,6 +600,15 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
 
     # ---- the loop ------------------------------------------------------------------------------
 
+    def _setLocks(self, slots):
+        """How positions are held back for a verifier with ``slots`` evaluators (None: unlimited) and this window
+        (:meth:`_submitMore`).  A lazy in-process verifier (one slot) evaluates only what it is asked for, so
+        batches of one cost it nothing (x_t goes out when the next step or a report needs it); one MPI rank no
+        longer evaluates a position before the step that decides whether it is needed."""
+        self._slots = slots
+        self._roundLocked = slots is not None and slots <= self.window
+        self._batchLocked = slots is not None and slots < self.window
+
     def _tuneWindow(self):
         """With ``window='auto'``, every TUNE_EVERY verified steps: the window of :func:`statistics.bestWindow`
         for the measured acceptance and costs (K the verifier's concurrency: 1 in-process, where speculation
@@ -602,7 +625,7 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
             return
         self.window = window
         s.window = window
-        self._roundLocked = getattr(self.verifier, "concurrency", None) is not None and slots <= window
+        self._setLocks(getattr(self.verifier, "concurrency", None))
 
     def advance(self, steps, horizon=None):
         """Verify ``steps`` more steps (and make the barostat's volume moves between them): each turn tunes
@@ -633,7 +656,11 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
         (:meth:`requestEnergy`) or x_t is not yet submitted.  Waits for x_t's evaluation, which the next
         step needs anyway."""
         t = self.frontier.step
-        if t not in self.ahead.energies and t in self.energySteps and self.ahead.submitted >= t:
-            self._draftAhead(self._draftEnd)  # keep the verifiers busy while this waits, as the loop would
+        if t in self.ahead.energies or t not in self.energySteps:
+            return self.ahead.energies.get(t)
+        # Draft and submit first, as the loop would: the verifiers stay busy while this waits, and x_t goes out
+        # now where positions go in batches (the loop submits it only on its next turn).
+        self._draftAhead(self._draftEnd)
+        if self.ahead.submitted >= t:
             self._targetForce(t)
         return self.ahead.energies.get(t)

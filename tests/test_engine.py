@@ -247,3 +247,41 @@ def test_an_accepted_step_is_the_drafted_position_bit_for_bit_with_coupled_const
     sim.context.setVelocitiesToTemperature(300 * unit.kelvin, 5)
     sim.step(12)
     assert len(compared) >= 8 and all(compared)
+
+
+def test_few_evaluators_get_positions_in_batches_and_the_trajectory_does_not_change():
+    """With K evaluators and a longer window, positions go out K at a time from the restart, the next K once
+    the current ones are decided, so that a rejection discards at most K - 1 submitted positions (streamed
+    to each evaluator as it freed, a position of the next batch would hold an MPI rank for a whole call
+    whenever an earlier rejection discards it).  The control: the same verifier claiming unlimited
+    evaluators gets positions up to the window ahead, and discards more.  Same trajectory either way."""
+    from openmm_lsd.verifiers.inprocess import InProcessVerifier
+
+    target = toy(constraint=True, cmm=3)
+    draft = toy(k=(200.0, 150.0, 900.0), shift=0.15, constraint=True, cmm=3)
+
+    class Recording(InProcessVerifier):
+        def __init__(self, context, slots):
+            super().__init__(context)
+            self.concurrency, self.discards = slots, []
+
+        def cancel(self, predicate):
+            self.discards.append(sum(1 for key in self._pending if predicate(key)))
+            super().cancel(predicate)
+
+    def run(slots):
+        context = openmm.Context(target, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        verifier = Recording(context, slots)
+        sim = SpeculativeSimulation(topology(3), target, draft, 300, 5.0, 0.004, window=12, platform="Reference",
+                                    seed=8, verifier=verifier)
+        sim.context.setPositions(startPositions())
+        sim.context.setVelocities(startVelocities())
+        sim.step(400)
+        assert sim.statistics.rejected > 10
+        return sim.context.getState(getPositions=True).getPositions(asNumpy=True)._value, verifier.discards
+
+    batches, discards = run(3)
+    streamed, streamedDiscards = run(None)
+    np.testing.assert_array_equal(batches, streamed)
+    assert max(discards) <= 2
+    assert max(streamedDiscards) > 2

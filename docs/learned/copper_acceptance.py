@@ -4,7 +4,7 @@
 
 OPTIONs of the learned correction: angular=0.03,0.06,0.12 (three-body lengths, nm), every=50,
 order=2, horizon=LAG (the residual's extrapolation), objective=lag|forces, forceWeight=0.1 (the fit's),
-response=16 (frames of the local response; 0: off).
+response=16 (frames of the local response; 0: off), responseRidge=1e-3.
 
 One in-process run (acceptance does not depend on the verifiers, DESIGN.md section 9), seed 1 (seed=N),
 the Reference platform; statistics reset at step 500, so the figures are those of steps 500-STEPS.
@@ -15,7 +15,7 @@ import sys
 import time
 
 from openmm_lsd import SpeculativeSimulation
-from openmm_lsd.corrections import FORCE_WEIGHT, LearnedCorrection
+from openmm_lsd.corrections import FORCE_WEIGHT, RESPONSE_RIDGE, LearnedCorrection
 from openmm_lsd.testsystems import copper
 
 correction, friction, window = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
@@ -30,6 +30,7 @@ if options:
                                    objective=options.get("objective"),
                                    response=int(options["response"]) if "response" in options else None,
                                    forceWeight=float(options.get("forceWeight", FORCE_WEIGHT)),
+                                   responseRidge=float(options.get("responseRidge", RESPONSE_RIDGE)),
                                    basis=dict(angularLengths=tuple(float(v) for v in options.get("angular", "").split(",")
                                                                    if v)))
 cluster = copper("cluster", 13)
