@@ -309,8 +309,8 @@ class LearnedCorrection(_FittedCorrection):
     discarded drafts never enter.  The differences are taken against the original draft (MPI ranks
     keep it; in-process a force-only Context on a copy of it).  Under a barostat the frames are
     featurised in the current box.  ``basis`` passes options to the model (fewer centres, one species,
-    three-body terms with ``angularLengths``, a region with ``particles``...); an ML/MM target's ML atoms
-    are the region unless ``basis`` names one.
+    three-body terms with ``angularLengths``, the draft's bonds, angles and torsions with ``bonded=True``, a
+    region with ``particles``...); an ML/MM target's ML atoms are the region unless ``basis`` names one.
     """
 
     needsOriginalDraftForces = True

@@ -14,6 +14,9 @@ For one species that is 12 + 9 = 21 terms, DESIGN.md section 11's basis.  Option
 species, length l and Legendre order n (0-3 by default), E = sum_i sum_{j<k} phi_l(r_ij) phi_l(r_ik)
 P_n(cos theta_jik), phi_l the densities' radial function (:class:`AngularTerms`).  A model may cover
 a region (``particles``; the learned correction takes the atoms of an ML/MM target's ML potential).
+For molecules, optionally (``bonded``), the draft's own bonded geometry as a basis: per type, powers 1-3 of
+bond lengths and angles about the draft's equilibrium values and cos/sin of 1-3 times the torsions
+(:class:`BondedTerms`), where the pair terms cannot reach (the draft's exclusions).
 
 The same terms live twice: as numpy features G(x) (N*3, P) and energies for the fit, and as
 forces in the draft System whose coefficients are global parameters (``lsd_learned0``, ...), set
@@ -44,6 +47,8 @@ RHO_FLOOR = 1e-4
 PARAMETER = "lsd_learned"
 ANGULAR_LENGTHS = ()  # nm; three-body terms off unless given
 ANGULAR_ORDERS = (0, 1, 2, 3)
+BONDED_POWERS = (1.0, 2.0, 3.0)  # (q - q0)^p of a bond length or angle
+TORSION_ORDERS = (1, 2, 3)  # cos(n phi), sin(n phi)
 #: ``draftForces='auto'`` puts the model in the draft as one numpy ``PythonForce`` up to this many pairs times
 #: coefficients (its cost grows with both), as OpenMM custom forces beyond. Measured draft steps on the
 #: Reference platform (ms, draft alone / custom / numpy; docs/learned/draft-step-cost.json): the 3-particle
@@ -114,7 +119,8 @@ class PairEmbeddingModel:
     """The learned correction's basis for a System; ``features`` for the fit, ``addTo`` for the draft."""
 
     def __init__(self, system, centres=CENTRES, densityLengths=DENSITY_LENGTHS, powers=POWERS, bySpecies=True,
-                 angularLengths=ANGULAR_LENGTHS, angularOrders=ANGULAR_ORDERS, particles=None, draftForces="auto"):
+                 angularLengths=ANGULAR_LENGTHS, angularOrders=ANGULAR_ORDERS, particles=None, draftForces="auto",
+                 bonded=False):
         if draftForces not in DRAFT_FORCES:
             raise ValueError(f"learned draftForces must be one of {DRAFT_FORCES}, got {draftForces!r}")
         if draftForces == "custom" and particles is not None:
@@ -143,6 +149,10 @@ class PairEmbeddingModel:
                            for p in range(len(self.powers))]
                         + [("angular", s, l, k) for s in range(self.numSpecies) for l in range(len(self.angularLengths))
                            for k in range(len(self.angularOrders))])
+        self._numRadial = len(self.columns) - len([c for c in self.columns if c[0] == "angular"])
+        # bonded terms (the draft's own bonds, angles and torsions among the model's particles), after the rest
+        self.bonded = BondedTerms(system if bonded else None, self.species, self.periodic, len(self.columns))
+        self.columns += self.bonded.columns
         self.numParameters = len(self.columns)
         # The draft's nonbonded exclusions (bonded neighbours, rigid waters' own pairs) are the model's too:
         # OpenMM requires the same exclusions in every nonbonded force of a System, and the draft's bonded
@@ -169,10 +179,10 @@ class PairEmbeddingModel:
                         for b in range(a + 1, self.numParticles) if allowed[c, a] and allowed[c, b] and allowed[a, b]]
             if triplets:
                 self._triplets = np.array(triplets, dtype=int)
-        first = next((k for k, col in enumerate(self.columns) if col[0] == "angular"), self.numParameters)
+        angularColumns = [k for k, col in enumerate(self.columns) if col[0] == "angular"]
         self.angular = AngularTerms(self._triplets, self.species, self.numSpecies, self.angularLengths,
                                     self.angularOrders, self.cutoff, self.periodic,
-                                    [f"{PARAMETER}{k}" for k in range(first, self.numParameters)])
+                                    [f"{PARAMETER}{k}" for k in angularColumns])
         pairIndex = {ab: k for k, ab in enumerate(self.pairs)}
         si, sj = self.species[self._i], self.species[self._j]
         self._pairOf = np.array([pairIndex[(min(a, b), max(a, b))] for a, b in zip(si, sj)], dtype=int)
@@ -182,27 +192,23 @@ class PairEmbeddingModel:
     # ---- numpy: the features of the fit -----------------------------------------------------------
 
     def _geometry(self, x, box):
-        d = x[self._i] - x[self._j]
-        if box is not None:
-            box = np.asarray(box)
-            fractional = d @ np.linalg.inv(box)
-            d = (fractional - np.round(fractional)) @ box
+        d = _minimumImage(x[self._i] - x[self._j], box)
         r = np.sqrt((d * d).sum(axis=1))
         return d, r
 
     @property
     def numRadial(self):
-        """The pair and embedding columns, which come first (the three-body columns follow)."""
-        return self.numParameters - len(self.angular.names)
+        """The pair and embedding columns, which come first (the three-body, then the bonded columns follow)."""
+        return self._numRadial
 
-    def features(self, x, box=None, angular=True):
+    def features(self, x, box=None, radialOnly=False):
         """G(x): shape (N*3, P), column k the force of E_k at positions ``x`` (nm) in kJ/mol/nm per unit theta_k
-        (``angular=False``: the pair and embedding columns only, (N*3, :attr:`numRadial`))."""
+        (``radialOnly``: the pair and embedding columns only, (N*3, :attr:`numRadial`))."""
         x = np.asarray(x, dtype=np.float64)
         d, r = self._geometry(x, box)
         fc, dfc = _cutoff(r, self.cutoff)
         u = d / r[:, None]
-        columns = self.numParameters if angular else self.numRadial
+        columns = self.numRadial if radialOnly else self.numParameters
         G = np.zeros((self.numParticles, 3, columns))
         column = 0
         n = len(self.centres)
@@ -228,13 +234,15 @@ class PairEmbeddingModel:
                     coefficient = (dE[self._i] + dE[self._j]) * dphi
                     self._scatter(G, column, -coefficient[:, None] * u)
                     column += 1
-        if self.angularLengths and angular:
+        if self.angularLengths and not radialOnly:
             column = self._angularFeatures(G, column, x, box)
+        if self.bonded.columns and not radialOnly:
+            G[:, :, column:] += self.bonded.features(x, box)
         return G.reshape(self.numParticles * 3, columns)
 
-    def energies(self, x, box=None, angular=True):
-        """E_k(x) of every column: shape (P,), kJ/mol per unit theta_k (``angular=False``: the pair and
-        embedding columns only)."""
+    def energies(self, x, box=None, radialOnly=False):
+        """E_k(x) of every column: shape (P,), kJ/mol per unit theta_k (``radialOnly``: the pair and embedding
+        columns only)."""
         x = np.asarray(x, dtype=np.float64)
         _, r = self._geometry(x, box)
         fc = _cutoff(r, self.cutoff)[0]
@@ -250,8 +258,10 @@ class PairEmbeddingModel:
                 np.add.at(rho, self._i, phi)
                 np.add.at(rho, self._j, phi)
                 out += [float((rho[own] ** p).sum()) for p in self.powers]
-        if self.angularLengths and angular:
+        if self.angularLengths and not radialOnly:
             out += list(self.angular.energies(x, box))
+        if self.bonded.columns and not radialOnly:
+            out += list(self.bonded.energies(x, box))
         return np.array(out)
 
     def _angularFeatures(self, G, column, x, box):
@@ -301,6 +311,11 @@ class PairEmbeddingModel:
             angular.setUsesPeriodicBoundaryConditions(self.periodic)
             angular.setName("LearnedCorrection")
             system.addForce(angular)
+        if self.bonded.columns:
+            bonded = openmm.PythonForce(self.bonded, {name: 0.0 for name in self.bonded.names})
+            bonded.setUsesPeriodicBoundaryConditions(self.periodic)
+            bonded.setName("LearnedCorrection")
+            system.addForce(bonded)
         rc = self.cutoff
         fc = f"(0.5*(cos({math.pi!r}*r/{rc!r})+1)*step({rc!r}-r))"
         terms = []
@@ -386,11 +401,7 @@ class AngularTerms:
         vectors and the directions of the gradient's angular part."""
         members, ij, ik = self._pairIndex()
         y = np.asarray(x, dtype=np.float64)[members]
-        d = y[None, :, :] - y[:, None, :]  # d[i, j] = x_j - x_i
-        if box is not None:
-            box = np.asarray(box)
-            fractional = d @ np.linalg.inv(box)
-            d = (fractional - np.round(fractional)) @ box
+        d = _minimumImage(y[None, :, :] - y[:, None, :], box)  # d[i, j] = x_j - x_i
         r = np.sqrt((d * d).sum(axis=2))
         np.fill_diagonal(r, 1.0)
         u = (d / r[:, :, None]).reshape(-1, 3)
@@ -475,6 +486,159 @@ class AngularTerms:
         return self.evaluate(x, box, np.array([parameters[name] for name in self.names]))
 
 
+def _minimumImage(d, box):
+    """Difference vectors d (..., 3) to their minimum image in ``box`` (None: no box)."""
+    if box is None:
+        return d
+    box = np.asarray(box)
+    fractional = d @ np.linalg.inv(box)
+    return (fractional - np.round(fractional)) @ box
+
+
+class BondedTerms:
+    """The learned model's bonded terms for molecules: per type (the species of the particles in canonical order)
+    of the draft's harmonic bonds and angles, E = sum (q - q0)^p over the type's terms for p in
+    :data:`BONDED_POWERS`, q the bond length or angle and q0 the draft's own equilibrium value (so p = 1 moves the
+    equilibrium, p = 2 the stiffness, p = 3 the asymmetry); per type of the draft's torsions (unique quadruples),
+    E = sum cos(n phi) and sum sin(n phi) for n in :data:`TORSION_ORDERS`.  The pair terms leave these pairs out
+    (the draft's exclusions), so bonded geometry is where a force-field draft differs most from an ML or
+    quantum target (DESIGN.md section 10) and where the pair terms cannot reach.
+
+    Built from ``system`` (None: no terms); only terms whose particles all have a species (massive, inside a
+    region) count.  Called with an OpenMM State (a ``PythonForce``), the energy and forces of sum theta_k E_k,
+    theta_k the Context's global parameters ``names``.  Picklable."""
+
+    def __init__(self, system, species, periodic, first):
+        self.periodic = periodic
+        self.numParticles = len(species)
+        bonds, angles, torsions = {}, {}, set()
+        for force in (system.getForces() if system is not None else []):
+            if isinstance(force, openmm.HarmonicBondForce):
+                for k in range(force.getNumBonds()):
+                    i, j, r0, _ = force.getBondParameters(k)
+                    bonds[(min(i, j), max(i, j))] = r0.value_in_unit(unit.nanometer)
+            elif isinstance(force, openmm.HarmonicAngleForce):
+                for k in range(force.getNumAngles()):
+                    a, b, c, theta0, _ = force.getAngleParameters(k)
+                    angles[(min(a, c), b, max(a, c))] = theta0.value_in_unit(unit.radian)
+            elif isinstance(force, openmm.PeriodicTorsionForce):
+                for k in range(force.getNumTorsions()):
+                    quadruple = tuple(force.getTorsionParameters(k)[:4])
+                    torsions.add(min(quadruple, quadruple[::-1]))
+        inside = lambda particles: all(species[p] >= 0 for p in particles)  # noqa: E731
+        bonds = {key: value for key, value in sorted(bonds.items()) if inside(key)}
+        angles = {key: value for key, value in sorted(angles.items()) if inside(key)}
+        torsions = sorted(t for t in torsions if inside(t))
+
+        def kind(particles):
+            t = tuple(int(species[p]) for p in particles)
+            return min(t, t[::-1])
+
+        self._bonds = np.array(list(bonds), dtype=int).reshape(-1, 2)
+        self._r0 = np.array(list(bonds.values()), dtype=np.float64)
+        self._angles = np.array(list(angles), dtype=int).reshape(-1, 3)
+        self._theta0 = np.array(list(angles.values()), dtype=np.float64)
+        self._torsions = np.array(torsions, dtype=int).reshape(-1, 4)
+        self._bondType, bondTypes = self._types([kind(b) for b in bonds])
+        self._angleType, angleTypes = self._types([kind(a) for a in angles])
+        self._torsionType, torsionTypes = self._types([kind(t) for t in torsions])
+        self.columns = ([("bond", t, p) for t in range(len(bondTypes)) for p in BONDED_POWERS]
+                        + [("angle", t, p) for t in range(len(angleTypes)) for p in BONDED_POWERS]
+                        + [("torsion", t, f, n) for t in range(len(torsionTypes)) for f in ("cos", "sin")
+                           for n in TORSION_ORDERS])
+        self.names = [f"{PARAMETER}{first + k}" for k in range(len(self.columns))]
+
+    @staticmethod
+    def _types(keys):
+        types = sorted(set(keys))
+        return np.array([types.index(k) for k in keys], dtype=int), types
+
+    def _terms(self, x, box):
+        """Per kind present (bonds, angles, torsions): (kind, the particles (terms, k), each term's type, the
+        coordinate q of each term (r - r0, theta - theta0 or phi), dq/dx (terms, k, 3)); and the powers."""
+        x = np.asarray(x, dtype=np.float64)
+        out = []
+        P = np.array(BONDED_POWERS, dtype=np.float64)
+        if len(self._bonds):
+            d = _minimumImage(x[self._bonds[:, 1]] - x[self._bonds[:, 0]], box)
+            r = np.sqrt((d * d).sum(axis=1))
+            u = d / r[:, None]
+            out.append(("bond", self._bonds, self._bondType, r - self._r0, np.stack([-u, u], axis=1)))
+        if len(self._angles):
+            u = _minimumImage(x[self._angles[:, 0]] - x[self._angles[:, 1]], box)
+            v = _minimumImage(x[self._angles[:, 2]] - x[self._angles[:, 1]], box)
+            lu, lv = np.sqrt((u * u).sum(axis=1))[:, None], np.sqrt((v * v).sum(axis=1))[:, None]
+            cos = np.clip((u * v).sum(axis=1)[:, None] / (lu * lv), -1.0, 1.0)
+            sin = np.maximum(np.sqrt(1.0 - cos * cos), 1e-8)
+            da = -(v / (lu * lv) - cos * u / (lu * lu)) / sin
+            dc = -(u / (lu * lv) - cos * v / (lv * lv)) / sin
+            theta = np.arccos(cos[:, 0])
+            out.append(("angle", self._angles, self._angleType, theta - self._theta0, np.stack([da, -da - dc, dc], axis=1)))
+        if len(self._torsions):
+            t = self._torsions
+            b1 = _minimumImage(x[t[:, 1]] - x[t[:, 0]], box)
+            b2 = _minimumImage(x[t[:, 2]] - x[t[:, 1]], box)
+            b3 = _minimumImage(x[t[:, 3]] - x[t[:, 2]], box)
+            n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
+            l2 = np.sqrt((b2 * b2).sum(axis=1))[:, None]
+            phi = np.arctan2((np.cross(n1, n2) * b2).sum(axis=1) / l2[:, 0], (n1 * n2).sum(axis=1))
+            da = -l2 / np.maximum((n1 * n1).sum(axis=1), 1e-300)[:, None] * n1
+            dd = l2 / np.maximum((n2 * n2).sum(axis=1), 1e-300)[:, None] * n2
+            f1, f3 = (b1 * b2).sum(axis=1)[:, None] / (l2 * l2), (b3 * b2).sum(axis=1)[:, None] / (l2 * l2)
+            db = -(1.0 + f1) * da + f3 * dd
+            dc = -(1.0 + f3) * dd + f1 * da
+            out.append(("torsion", t, self._torsionType, phi, np.stack([da, db, dc, dd], axis=1)))
+        return out, P
+
+    def _columnsOf(self, kind, q, P):
+        """(terms, columns of this kind per type) energies and dE/dq of one type's columns."""
+        if kind == "torsion":
+            n = np.array(TORSION_ORDERS, dtype=np.float64)[None, :]
+            nq = n * q[:, None]
+            return (np.concatenate([np.cos(nq), np.sin(nq)], axis=1),
+                    np.concatenate([-n * np.sin(nq), n * np.cos(nq)], axis=1))
+        return q[:, None] ** P[None, :], P[None, :] * q[:, None] ** (P[None, :] - 1.0)
+
+    def features(self, x, box=None):
+        """The columns' forces on the particles, (N, 3, columns)."""
+        out = np.zeros((self.numParticles, 3, len(self.columns)))
+        column = 0
+        parts, P = self._terms(x, box)
+        for kind, particles, types, q, dq in parts:
+            _, dE = self._columnsOf(kind, q, P)
+            width = dE.shape[1]
+            for t in range(int(types.max()) + 1):
+                mine = types == t
+                for m in range(particles.shape[1]):
+                    # force = -dE/dq dq/dx on each particle of each term of type t, column by column
+                    values = -dE[mine][:, :, None] * dq[mine][:, m][:, None, :]  # (terms, width, 3)
+                    np.add.at(out, (particles[mine, m][:, None, None], np.arange(3)[None, None, :],
+                                    column + np.arange(width)[None, :, None]), values)
+                column += width
+        return out
+
+    def energies(self, x, box=None):
+        """E_k of every column."""
+        out = []
+        parts, P = self._terms(x, box)
+        for kind, particles, types, q, dq in parts:
+            E, _ = self._columnsOf(kind, q, P)
+            for t in range(int(types.max()) + 1):
+                out += list(E[types == t].sum(axis=0))
+        return np.array(out)
+
+    def evaluate(self, x, box, theta):
+        """(energy, forces (N, 3)) of sum theta_k E_k."""
+        if not np.any(theta) or not self.columns:
+            return 0.0, np.zeros((self.numParticles, 3))
+        return float((self.energies(x, box) * theta).sum()), (self.features(x, box) * theta).sum(axis=2)
+
+    def __call__(self, state):
+        parameters = state.getParameters()
+        x, box = _stateGeometry(state, self.periodic)
+        return self.evaluate(x, box, np.array([parameters[name] for name in self.names]))
+
+
 def _stateGeometry(state, periodic):
     x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
     return x, (state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) if periodic else None)
@@ -496,13 +660,16 @@ class ModelForce:
             return 0.0, np.zeros((self.model.numParticles, 3))
         x, box = _stateGeometry(state, self.model.periodic)
         model, k = self.model, self.model.numRadial
-        energy = float((model.energies(x, box, angular=False) * theta[:k]).sum())
-        forces = model.forces(model.features(x, box, angular=False), theta[:k])
-        if k < len(theta):
-            # the three-body terms summed directly (AngularTerms.evaluate), not as columns of features that the
-            # coefficients then sum: 12 columns of every triplet's gradients cost Cu13's draft step ~1.8 ms
-            angularEnergy, angularForces = model.angular.evaluate(x, box, theta[k:])
-            energy, forces = energy + angularEnergy, forces + angularForces
+        energy = float((model.energies(x, box, radialOnly=True) * theta[:k]).sum())
+        forces = model.forces(model.features(x, box, radialOnly=True), theta[:k])
+        for terms in (model.angular, model.bonded):
+            if terms.names:
+                # the three-body terms summed directly (AngularTerms.evaluate), not as columns of features that
+                # the coefficients then sum: 12 columns of every triplet's gradients cost Cu13's draft step ~1.8 ms
+                part = theta[k:k + len(terms.names)]
+                termsEnergy, termsForces = terms.evaluate(x, box, part)
+                energy, forces = energy + termsEnergy, forces + termsForces
+                k += len(terms.names)
         return energy, forces
 
 
