@@ -40,6 +40,21 @@ def copperSystem(positions, box=None):
     return system
 
 
+def assertContextMatchesFeatures(system, model, x, rng, box=None):
+    """The model's forces and energy in a Context on ``system`` (through an XML copy, as the engine makes) at random
+    theta: G(x) theta and E(x) theta to rounding.  Returns the Context's forces."""
+    context = openmm.Context(openmm.XmlSerializer.clone(system), openmm.VerletIntegrator(0.001), REFERENCE)
+    theta = rng.standard_normal(model.numParameters)
+    model.apply(context, theta)
+    context.setPositions(x)
+    state = context.getState(getForces=True, getEnergy=True)
+    forces = state.getForces(asNumpy=True)._value
+    np.testing.assert_allclose(forces, model.forces(model.features(x, box), theta), atol=1e-9 * np.abs(forces).max())
+    energy = state.getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+    assert energy == pytest.approx(float((model.energies(x, box) * theta).sum()), rel=1e-9, abs=1e-9)
+    return forces
+
+
 BASES = {"pair+embedding": ({}, 21), "three-body": (dict(angularLengths=(0.03, 0.06, 0.12)), 33),
          "pair+embedding custom": (dict(draftForces="custom"), 21),
          "three-body custom": (dict(angularLengths=(0.03, 0.06, 0.12), draftForces="custom"), 33),
@@ -67,16 +82,7 @@ def test_numpy_features_are_the_draft_forces(periodic, basis):
     assert model.numpyInDraft is not custom
     assert kinds == ({"CustomNonbondedForce", "CustomGBForce"} | ({"PythonForce"} if "three" in basis else set())
                      if custom else {"PythonForce"})
-    context = openmm.Context(openmm.XmlSerializer.clone(system), openmm.VerletIntegrator(0.001), REFERENCE)
-    theta = rng.standard_normal(model.numParameters)
-    model.apply(context, theta)
-    context.setPositions(x)
-    state = context.getState(getForces=True, getEnergy=True)
-    forces = state.getForces(asNumpy=True)._value
-    boxMatrix = None if box is None else np.eye(3) * box
-    np.testing.assert_allclose(forces, model.forces(model.features(x, boxMatrix), theta), atol=1e-9 * np.abs(forces).max())
-    energy = state.getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
-    assert energy == pytest.approx(float((model.energies(x, boxMatrix) * theta).sum()), rel=1e-9, abs=1e-9)
+    forces = assertContextMatchesFeatures(system, model, x, rng, None if box is None else np.eye(3) * box)
     if "region" in basis:  # nothing on the particles outside the region
         assert not forces[7:].any()
 
@@ -338,7 +344,7 @@ def test_bonded_terms_are_minus_the_gradient_of_their_energies_and_the_draft_for
     assert PairEmbeddingModel(system).numParameters == 156
     model = PairEmbeddingModel(system, bonded=True, draftForces=draftForces)
     assert model.numParameters == 252 and model.numRadial == 156
-    G, E = model.features(x).reshape(len(x), 3, -1), model.energies(x)
+    G = model.features(x).reshape(len(x), 3, -1)
     bonded = slice(model.numRadial, None)
     h, worst = 1e-6, 0.0
     for i in range(len(x)):
@@ -360,15 +366,7 @@ def test_bonded_terms_are_minus_the_gradient_of_their_energies_and_the_draft_for
     for force in copy.getForces():
         if force.getName() == "LearnedCorrection":
             only.addForce(openmm.XmlSerializer.clone(force))
-    context = openmm.Context(openmm.XmlSerializer.clone(only), openmm.VerletIntegrator(0.001), REFERENCE)
-    theta = rng.standard_normal(model.numParameters)
-    model.apply(context, theta)
-    context.setPositions(x)
-    state = context.getState(getForces=True, getEnergy=True)
-    forces = state.getForces(asNumpy=True)._value
-    np.testing.assert_allclose(forces, model.forces(model.features(x), theta), atol=1e-9 * np.abs(forces).max())
-    assert state.getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole) == pytest.approx(
-        float((E * theta).sum()), rel=1e-9)
+    assertContextMatchesFeatures(only, model, x, rng)
     periodicSystem, _ = _alanineDipeptideDraft(periodic=True)
     periodicModel = PairEmbeddingModel(periodicSystem, bonded=True)
     box = np.eye(3) * 2.0

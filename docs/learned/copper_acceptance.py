@@ -8,6 +8,8 @@ response=16 (frames of the local response; 0: off), responseRidge=1e-3.
 
 One in-process run (acceptance does not depend on the verifiers, DESIGN.md section 9), seed 1 (seed=N),
 the Reference platform; statistics reset at step 500, so the figures are those of steps 500-STEPS.
+``expected_acceptance`` is the mean exact acceptance probability 2 Phi(-|m|/2) of those steps: the same
+quantity as the accepted fraction, with less noise (no coin flip).
 """
 
 import json
@@ -46,6 +48,7 @@ s = sim.statistics
 out = {"correction": correction if isinstance(correction, str) else correction.name, "options": options, "seed": seed,
        "friction_per_ps": friction, "window": window, "lag": window, "steps": [500, steps],
        "acceptance": s.acceptanceRate, "steps_per_round": s.stepsPerRound,
+       "expected_acceptance": s.expectedAcceptance / max(s.steps, 1),
        "acceptance_by_position": s.acceptanceByPosition, "wall_seconds": time.perf_counter() - start,
        "draft_seconds_per_step": s.draftSeconds / max(s.draftSteps, 1),
        "target_seconds_per_call": sim.verifier.targetSeconds / max(sim.verifier.numEvaluations, 1)}
