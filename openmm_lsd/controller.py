@@ -141,7 +141,7 @@ class _Drafting:
     def _submitMore(self):
         ahead = self.ahead
         last = min(ahead.draftStep, self.frontier.step + self.window - 1)
-        if self._roundLocked:
+        if self._roundLocked and not self._batchLocked:
             last = min(last, self.frontier.roundStart + self.window - 1)
         if self._batchLocked:
             # Fewer evaluators than the window: the positions go out in batches of ``slots`` counted from the
@@ -150,7 +150,8 @@ class _Drafting:
             # rejection in the earlier, still undecided positions discards it, and the restart's own
             # positions would queue behind it (measured on Cu13, 16 ranks, window 32: 1.87 target
             # latencies per round against 1.43 for the rounds' lengths; docs/benchmarks.md).  Scheduling
-            # only: the trajectory does not depend on it.
+            # only: the trajectory does not depend on it.  The batches bound what is out on their own: the
+            # round lock on top would cut a batch short wherever the window is not a multiple of K.
             a, slots = self.frontier.restartStep, self._slots
             last = min(last, a + slots * ((self.frontier.step - a) // slots + 1) - 1)
         # x_t, which the next verification needs, is never held back: a window that 'auto' shrank leaves the
@@ -653,8 +654,8 @@ class SpeculativeController(_Drafting, _Verification, _VolumeMoveSteps, _Checkpo
 
     def frontierEnergy(self):
         """E_t(x_t) in kJ/mol at the frontier t from the verifier, or None where it was not asked for
-        (:meth:`requestEnergy`) or x_t is not yet submitted.  Waits for x_t's evaluation, which the next
-        step needs anyway."""
+        (:meth:`requestEnergy`) or x_t could not be submitted.  Drafts ahead and submits x_t where it is not yet
+        out, then waits for its evaluation, which the next step needs anyway."""
         t = self.frontier.step
         if t in self.ahead.energies or t not in self.energySteps:
             return self.ahead.energies.get(t)

@@ -382,7 +382,7 @@ class AngularTerms:
         self.numParticles = len(self.species)
         # P_n(c) = sum_p M[p, n] c^p and P_n'(c) = sum_p D[p, n] c^p for the orders used
         self._monomials = np.array([LEGENDRE_MONOMIALS[n] for n in self.orders]).T
-        self._derivatives = np.array([[p * LEGENDRE_MONOMIALS[n][p + 1] if p + 1 <= MAX_ORDER else 0.0
+        self._derivatives = np.array([[(p + 1) * LEGENDRE_MONOMIALS[n][p + 1] if p + 1 <= MAX_ORDER else 0.0
                                        for p in range(MAX_ORDER + 1)] for n in self.orders]).T
         self._index = self._members = None
 
@@ -504,8 +504,10 @@ class BondedTerms:
     (the draft's exclusions), so bonded geometry is where a force-field draft differs most from an ML or
     quantum target (DESIGN.md section 10) and where the pair terms cannot reach.
 
-    Built from ``system`` (None: no terms); only terms whose particles all have a species (massive, inside a
-    region) count.  Called with an OpenMM State (a ``PythonForce``), the energy and forces of sum theta_k E_k,
+    Built from ``system`` (None: no terms): every HarmonicBondForce's pairs (a Urey-Bradley or restraint pair
+    there counts as a bond; a pair listed twice takes the last r0), every HarmonicAngleForce's angles and every
+    PeriodicTorsionForce's quadruples (once each, whatever their periodicities; other torsion forces are not
+    read); only terms whose particles all have a species (massive, inside a region) count.  Called with an OpenMM State (a ``PythonForce``), the energy and forces of sum theta_k E_k,
     theta_k the Context's global parameters ``names``.  Picklable."""
 
     def __init__(self, system, species, periodic, first):

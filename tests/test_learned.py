@@ -40,6 +40,22 @@ def copperSystem(positions, box=None):
     return system
 
 
+def assertFeaturesAreMinusTheGradient(model, x, columns=slice(None), box=None, h=1e-6):
+    """Each column's forces G(x) are minus the central difference of its energy E(x) (step ``h`` nm), to 1e-6 of
+    the largest force of the columns checked (Legendre derivatives once had the wrong factor: the forces of the
+    three-body terms of order >= 1 were not those of their energies, and the Context agreed with the features)."""
+    G = model.features(x, box).reshape(len(x), 3, -1)[:, :, columns]
+    worst = 0.0
+    for i in range(len(x)):
+        for axis in range(3):
+            up, down = x.copy(), x.copy()
+            up[i, axis] += h
+            down[i, axis] -= h
+            difference = -(model.energies(up, box)[columns] - model.energies(down, box)[columns]) / (2 * h)
+            worst = max(worst, float(np.abs(difference - G[i, axis]).max()))
+    assert worst < 1e-6 * np.abs(G).max()
+
+
 def assertContextMatchesFeatures(system, model, x, rng, box=None):
     """The model's forces and energy in a Context on ``system`` (through an XML copy, as the engine makes) at random
     theta: G(x) theta and E(x) theta to rounding.  Returns the Context's forces."""
@@ -83,6 +99,8 @@ def test_numpy_features_are_the_draft_forces(periodic, basis):
     assert kinds == ({"CustomNonbondedForce", "CustomGBForce"} | ({"PythonForce"} if "three" in basis else set())
                      if custom else {"PythonForce"})
     forces = assertContextMatchesFeatures(system, model, x, rng, None if box is None else np.eye(3) * box)
+    if not periodic:
+        assertFeaturesAreMinusTheGradient(model, x)
     if "region" in basis:  # nothing on the particles outside the region
         assert not forces[7:].any()
 
@@ -330,7 +348,7 @@ def _alanineDipeptideDraft(periodic):
     return system, np.asarray(pdb.positions.value_in_unit(openmm.unit.nanometer))
 
 
-@pytest.mark.parametrize("draftForces", ["auto", "numpy"])
+@pytest.mark.parametrize("draftForces", ["auto", "numpy", "numpy+three-body"])
 def test_bonded_terms_are_minus_the_gradient_of_their_energies_and_the_draft_forces(draftForces):
     """The bonded columns (``bonded=True``: per type, powers 1-3 of the draft's bond lengths and angles about its
     own equilibrium values, cos and sin of 1-3 times its torsions) on alanine dipeptide's Amber14 draft: each
@@ -342,23 +360,15 @@ def test_bonded_terms_are_minus_the_gradient_of_their_energies_and_the_draft_for
     rng = np.random.default_rng(3)
     x = x0 + 0.005 * rng.standard_normal(x0.shape)
     assert PairEmbeddingModel(system).numParameters == 156
-    model = PairEmbeddingModel(system, bonded=True, draftForces=draftForces)
-    assert model.numParameters == 252 and model.numRadial == 156
+    angular = dict(angularLengths=(0.05,)) if "three-body" in draftForces else {}  # both after the radial columns
+    model = PairEmbeddingModel(system, bonded=True, draftForces=draftForces.split("+")[0], **angular)
+    assert model.numParameters == 252 + (16 if angular else 0) and model.numRadial == 156  # 4 species x 4 orders
     G = model.features(x).reshape(len(x), 3, -1)
-    bonded = slice(model.numRadial, None)
-    h, worst = 1e-6, 0.0
-    for i in range(len(x)):
-        for axis in range(3):
-            up, down = x.copy(), x.copy()
-            up[i, axis] += h
-            down[i, axis] -= h
-            difference = -(model.energies(up)[bonded] - model.energies(down)[bonded]) / (2 * h)
-            worst = max(worst, float(np.abs(difference - G[i, axis, bonded]).max()))
-    assert worst < 1e-6 * np.abs(G[:, :, bonded]).max()
+    assertFeaturesAreMinusTheGradient(model, x, slice(model.numRadial, None))
     copy = openmm.XmlSerializer.clone(system)
     model.addTo(copy)
     kinds = sorted(type(f).__name__ for f in copy.getForces() if f.getName() == "LearnedCorrection")
-    assert kinds == (["PythonForce"] if draftForces == "numpy" else
+    assert kinds == (["PythonForce"] if draftForces.startswith("numpy") else
                      ["CustomGBForce"] * 3 + ["CustomNonbondedForce", "PythonForce"])
     only = openmm.System()  # the model's forces alone
     for i in range(copy.getNumParticles()):
