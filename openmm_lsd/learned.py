@@ -507,8 +507,9 @@ class BondedTerms:
     Built from ``system`` (None: no terms): every HarmonicBondForce's pairs (a Urey-Bradley or restraint pair
     there counts as a bond; a pair listed twice takes the last r0), every HarmonicAngleForce's angles and every
     PeriodicTorsionForce's quadruples (once each, whatever their periodicities; other torsion forces are not
-    read); only terms whose particles all have a species (massive, inside a region) count.  Called with an OpenMM State (a ``PythonForce``), the energy and forces of sum theta_k E_k,
-    theta_k the Context's global parameters ``names``.  Picklable."""
+    read); only terms whose particles all have a species (massive, inside a region) count.  Called with an
+    OpenMM State (a ``PythonForce``), the energy and forces of sum theta_k E_k, theta_k the Context's global
+    parameters ``names``.  Picklable."""
 
     def __init__(self, system, species, periodic, first):
         self.periodic = periodic
@@ -603,9 +604,11 @@ class BondedTerms:
 
     def features(self, x, box=None):
         """The columns' forces on the particles, (N, 3, columns)."""
+        return self._features(*self._terms(x, box))
+
+    def _features(self, parts, P):
         out = np.zeros((self.numParticles, 3, len(self.columns)))
         column = 0
-        parts, P = self._terms(x, box)
         for kind, particles, types, q, dq in parts:
             _, dE = self._columnsOf(kind, q, P)
             width = dE.shape[1]
@@ -621,8 +624,10 @@ class BondedTerms:
 
     def energies(self, x, box=None):
         """E_k of every column."""
+        return self._energies(*self._terms(x, box))
+
+    def _energies(self, parts, P):
         out = []
-        parts, P = self._terms(x, box)
         for kind, particles, types, q, dq in parts:
             E, _ = self._columnsOf(kind, q, P)
             for t in range(int(types.max()) + 1):
@@ -633,7 +638,8 @@ class BondedTerms:
         """(energy, forces (N, 3)) of sum theta_k E_k."""
         if not np.any(theta) or not self.columns:
             return 0.0, np.zeros((self.numParticles, 3))
-        return float((self.energies(x, box) * theta).sum()), (self.features(x, box) * theta).sum(axis=2)
+        parts, P = self._terms(x, box)  # the geometry once for both
+        return float((self._energies(parts, P) * theta).sum()), (self._features(parts, P) * theta).sum(axis=2)
 
     def __call__(self, state):
         parameters = state.getParameters()
